@@ -1,0 +1,227 @@
+//! The [`ConfigSource`] port: where the hot-reloadable settings come from.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::settings::{DedupSettings, RetrySettings, StormSettings};
+
+/// The three independently reloadable settings types, one per ConfigMap file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConfigKind {
+    /// `storm.yaml`
+    Storm,
+    /// `dedup.yaml`
+    Dedup,
+    /// `retry.yaml`
+    Retry,
+}
+
+impl ConfigKind {
+    /// All kinds, in a stable order.
+    pub const ALL: [ConfigKind; 3] = [ConfigKind::Storm, ConfigKind::Dedup, ConfigKind::Retry];
+
+    /// The metric label value (`storm`, `dedup`, `retry`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::Storm => "storm",
+            ConfigKind::Dedup => "dedup",
+            ConfigKind::Retry => "retry",
+        }
+    }
+
+    /// The file name inside the config directory (`storm.yaml`, …).
+    pub const fn file_name(self) -> &'static str {
+        match self {
+            ConfigKind::Storm => "storm.yaml",
+            ConfigKind::Dedup => "dedup.yaml",
+            ConfigKind::Retry => "retry.yaml",
+        }
+    }
+}
+
+impl fmt::Display for ConfigKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One consistent view of all settings: what a single request works with from start to end.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Storm detection settings.
+    pub storm: Arc<StormSettings>,
+    /// Deduplication settings.
+    pub dedup: Arc<DedupSettings>,
+    /// Retry settings.
+    pub retry: Arc<RetrySettings>,
+}
+
+/// Called after a settings type has been replaced.
+pub type ChangeListener = Box<dyn Fn(ConfigKind) + Send + Sync>;
+
+/// The source of the current, valid settings.
+///
+/// Contract:
+/// - every value returned has passed validation; an invalid change never becomes visible;
+/// - reads never block on a writer and are cheap enough for the request path (an atomic load);
+/// - a value, once returned, never changes: a reload replaces it with a new `Arc`, so a caller that
+///   holds one sees one consistent snapshot of that type;
+/// - [`ConfigSource::generation`] rises by one each time a type's settings are replaced, and the
+///   listeners registered with [`ConfigSource::on_change`] are called after the new value is visible.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait ConfigSource: Send + Sync {
+    /// The storm settings in force.
+    fn storm(&self) -> Arc<StormSettings>;
+    /// The dedup settings in force.
+    fn dedup(&self) -> Arc<DedupSettings>;
+    /// The retry settings in force.
+    fn retry(&self) -> Arc<RetrySettings>;
+    /// How many times `kind` has been replaced since start (0 = the initial value).
+    fn generation(&self, kind: ConfigKind) -> u64;
+    /// Registers a listener, called with the kind after each replacement.
+    fn on_change(&self, listener: ChangeListener);
+
+    /// One snapshot of all three types.
+    fn snapshot(&self) -> Settings {
+        Settings {
+            storm: self.storm(),
+            dedup: self.dedup(),
+            retry: self.retry(),
+        }
+    }
+}
+
+/// The storage every [`ConfigSource`] adapter shares: lock-free reads (`arc-swap`), atomic
+/// replacement per type, generations and change listeners.
+///
+/// Readers call `load_full`, which never blocks; writers replace a whole value at once.
+pub struct SettingsCell {
+    storm: ArcSwap<StormSettings>,
+    dedup: ArcSwap<DedupSettings>,
+    retry: ArcSwap<RetrySettings>,
+    generations: [AtomicU64; 3],
+    listeners: Mutex<Vec<ChangeListener>>,
+}
+
+impl fmt::Debug for SettingsCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SettingsCell")
+            .field("storm", &self.storm.load())
+            .field("dedup", &self.dedup.load())
+            .field("retry", &self.retry.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SettingsCell {
+    fn default() -> Self {
+        Self::new(
+            StormSettings::default(),
+            DedupSettings::default(),
+            RetrySettings::default(),
+        )
+    }
+}
+
+impl SettingsCell {
+    /// A cell holding these initial values (generation 0).
+    pub fn new(storm: StormSettings, dedup: DedupSettings, retry: RetrySettings) -> Self {
+        SettingsCell {
+            storm: ArcSwap::from_pointee(storm),
+            dedup: ArcSwap::from_pointee(dedup),
+            retry: ArcSwap::from_pointee(retry),
+            generations: Default::default(),
+            listeners: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn bump(&self, kind: ConfigKind) {
+        let index = ConfigKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.generations[index].fetch_add(1, Ordering::AcqRel);
+        // A listener that panicked poisoned the lock; the list itself is still sound.
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        for listener in listeners.iter() {
+            listener(kind);
+        }
+    }
+
+    /// Replaces the storm settings in one atomic step.
+    pub fn set_storm(&self, s: StormSettings) {
+        self.storm.store(Arc::new(s));
+        self.bump(ConfigKind::Storm);
+    }
+    /// Replaces the dedup settings in one atomic step.
+    pub fn set_dedup(&self, s: DedupSettings) {
+        self.dedup.store(Arc::new(s));
+        self.bump(ConfigKind::Dedup);
+    }
+    /// Replaces the retry settings in one atomic step.
+    pub fn set_retry(&self, s: RetrySettings) {
+        self.retry.store(Arc::new(s));
+        self.bump(ConfigKind::Retry);
+    }
+}
+
+impl ConfigSource for SettingsCell {
+    fn storm(&self) -> Arc<StormSettings> {
+        self.storm.load_full()
+    }
+    fn dedup(&self) -> Arc<DedupSettings> {
+        self.dedup.load_full()
+    }
+    fn retry(&self) -> Arc<RetrySettings> {
+        self.retry.load_full()
+    }
+    fn generation(&self, kind: ConfigKind) -> u64 {
+        let index = ConfigKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.generations[index].load(Ordering::Acquire)
+    }
+    fn on_change(&self, listener: ChangeListener) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(listener);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::settings::RawDedupSettings;
+
+    #[test]
+    fn a_held_snapshot_does_not_change_when_the_cell_is_replaced() {
+        let cell = SettingsCell::default();
+        let before = cell.snapshot();
+        let ttl = RawDedupSettings {
+            ttl: Duration::from_secs(7),
+        }
+        .validate()
+        .unwrap();
+        cell.set_dedup(ttl.clone());
+        assert_eq!(before.dedup.ttl.get(), Duration::from_secs(300));
+        assert_eq!(*cell.dedup(), ttl);
+        assert_eq!(cell.generation(ConfigKind::Dedup), 1);
+        assert_eq!(cell.generation(ConfigKind::Storm), 0);
+    }
+
+    #[test]
+    fn listeners_hear_each_replacement_with_its_kind() {
+        let cell = SettingsCell::default();
+        let heard = Arc::new(AtomicUsize::new(0));
+        let h = heard.clone();
+        cell.on_change(Box::new(move |kind| {
+            assert_eq!(kind, ConfigKind::Retry);
+            h.fetch_add(1, Ordering::SeqCst);
+        }));
+        cell.set_retry(RetrySettings::default());
+        cell.set_retry(RetrySettings::default());
+        assert_eq!(heard.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,34 @@
+//! The ports of the gateway: the traits through which the pure domain and the app reach the outside
+//! world, and the vocabulary (types) those traits speak.
+//!
+//! Nothing here performs IO or names a vendor type. Each trait's rustdoc is its contract; adapters
+//! (in-memory, Redis, Kubernetes, files) implement it and are checked against it by conformance tests.
+
+pub mod config;
+pub mod dedup;
+pub mod remediation;
+pub mod settings;
+pub mod signal;
+pub mod time;
+
+pub use config::{ChangeListener, ConfigKind, ConfigSource, Settings, SettingsCell};
+pub use dedup::{DedupStore, Seen, StoreError};
+pub use remediation::{
+    AffectedResource, DeduplicationInfo, RemediationRequest, RemediationWriter, StormInfo,
+    WriteError, WriteFailure, Written,
+};
+pub use settings::{
+    DedupSettings, InvalidSettings, Ratio, RetrySettings, SettingError, StormSettings, Threshold,
+    Ttl,
+};
+pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
+pub use time::{Clock, Timestamp};
+
+#[cfg(feature = "mocks")]
+pub use config::MockConfigSource;
+#[cfg(feature = "mocks")]
+pub use dedup::MockDedupStore;
+#[cfg(feature = "mocks")]
+pub use remediation::MockRemediationWriter;
+#[cfg(feature = "mocks")]
+pub use time::MockClock;

@@ -1,0 +1,188 @@
+//! The [`RemediationWriter`] port and the `RemediationRequest` it writes.
+//!
+//! The model mirrors the CRD's spec (group `remediation.kubernaut.io`, version `v1alpha1`); field
+//! names serialise in the CRD's camelCase, so a directory sink and the Kubernetes sink write the
+//! same document.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::signal::{Fingerprint, ResourceRef, Severity};
+use crate::time::Timestamp;
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid RFC 3339 timestamp {text:?}")))
+    }
+}
+
+/// A resource the remediation concerns (the target, or one of a storm's affected resources).
+pub type AffectedResource = ResourceRef;
+
+/// Deduplication bookkeeping of the signal behind a remediation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeduplicationInfo {
+    /// First occurrence in the current window.
+    pub first_occurrence: Timestamp,
+    /// Latest occurrence known when the resource was last written.
+    pub last_occurrence: Timestamp,
+    /// Occurrences in the window.
+    pub occurrence_count: u64,
+}
+
+/// The storm part of an aggregated remediation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StormInfo {
+    /// `rate` or `pattern`.
+    pub storm_type: String,
+    /// When the aggregation window opened.
+    pub storm_window_start: Timestamp,
+    /// When it closed (absent while it is open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_window_end: Option<Timestamp>,
+    /// Every signal the window took in, sampled-out ones included.
+    pub storm_alert_count: u64,
+    /// Of those, how many were sampled out (counted, not stored as resources).
+    pub storm_sampled_out_count: u64,
+    /// The distinct resources hit.
+    pub affected_resources: Vec<AffectedResource>,
+}
+
+/// The spec of a `RemediationRequest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationRequestSpec {
+    /// The signal's fingerprint (for an aggregate: its first signal's).
+    pub signal_fingerprint: Fingerprint,
+    /// Alert name or event reason.
+    pub signal_name: String,
+    /// Normalised severity.
+    pub severity: Severity,
+    /// `prometheus-alert` or `kubernetes-event`.
+    pub signal_type: String,
+    /// The adapter that received it (`prometheus`, `kubernetes-event`).
+    pub signal_source: String,
+    /// Always `kubernetes` today.
+    pub target_type: String,
+    /// The object to remediate.
+    pub target_resource: ResourceRef,
+    /// When the condition started.
+    pub firing_time: Timestamp,
+    /// When the gateway received it.
+    pub received_time: Timestamp,
+    /// The signal's labels.
+    pub signal_labels: BTreeMap<String, String>,
+    /// The signal's annotations.
+    pub signal_annotations: BTreeMap<String, String>,
+    /// Whether this aggregates a storm.
+    pub is_storm: bool,
+    /// The storm part, for aggregates.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<StormInfo>,
+    /// Deduplication bookkeeping.
+    pub deduplication: DeduplicationInfo,
+}
+
+/// A `RemediationRequest` to be written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemediationRequest {
+    /// Deterministic name (derived from the fingerprint and window), so a second write of the
+    /// same work meets `AlreadyExists` instead of creating a twin.
+    pub name: String,
+    /// Namespace the resource lives in.
+    pub namespace: String,
+    /// Labels for selection (fingerprint, severity, storm).
+    pub labels: BTreeMap<String, String>,
+    /// The spec.
+    pub spec: RemediationRequestSpec,
+}
+
+/// What a successful write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// A new resource exists.
+    Created,
+    /// A resource with that name was already there: the work exists, which is success.
+    AlreadyExisted,
+    /// An existing resource was brought up to date.
+    Updated,
+}
+
+/// Why a write failed, in terms the retry policy can classify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// The API answered with this HTTP status.
+    Status {
+        /// The HTTP status code.
+        code: u16,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// No answer in time.
+    Timeout,
+    /// The connection could not be made or broke.
+    Connection,
+    /// A local sink failed (a file system, say); `retryable` says whether trying again can help.
+    Local {
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+/// A failed write.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteError {
+    /// The classifiable part.
+    pub failure: WriteFailure,
+    /// A short description, safe to show and log.
+    pub message: String,
+    /// The vendor error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl WriteError {
+    /// An error without a vendor source.
+    pub fn new(failure: WriteFailure, message: impl fmt::Display) -> Self {
+        WriteError {
+            failure,
+            message: message.to_string(),
+            source: None,
+        }
+    }
+}
+
+/// Writes `RemediationRequest`s somewhere downstream controllers find them.
+///
+/// Contract:
+/// - one attempt per call: retrying is the caller's policy (the retry domain), not the adapter's;
+/// - [`RemediationWriter::create`] on a name that already exists returns
+///   `Ok(Written::AlreadyExisted)` and leaves the existing resource as it is;
+/// - [`RemediationWriter::update`] replaces the spec and labels of the named resource, creating it
+///   when it is missing (`Ok(Written::Created)`);
+/// - failures are reported as [`WriteFailure`] so the caller can tell transient from permanent.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait RemediationWriter: Send + Sync {
+    /// Creates the resource unless one with its name exists.
+    async fn create(&self, request: &RemediationRequest) -> Result<Written, WriteError>;
+    /// Brings the named resource up to date (or creates it).
+    async fn update(&self, request: &RemediationRequest) -> Result<Written, WriteError>;
+    /// Succeeds when writes can be attempted now (readiness).
+    async fn check(&self) -> Result<(), WriteError>;
+}
