@@ -75,3 +75,105 @@ pub trait DedupStore: Send + Sync {
     /// Succeeds when the store can serve requests now (readiness).
     async fn check(&self) -> Result<(), StoreError>;
 }
+
+/// The reference semantics of one fingerprint's window, for adapters that keep state themselves
+/// (the in-memory store; the Redis store's Lua script does the same arithmetic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupWindow {
+    /// The first occurrence.
+    pub start: Timestamp,
+    /// The TTL given with the first occurrence.
+    pub ttl: Duration,
+    /// Occurrences so far, the first included.
+    pub count: u64,
+}
+
+impl DedupWindow {
+    /// A window opened by a first occurrence at `now`.
+    pub fn open(now: Timestamp, ttl: Duration) -> Self {
+        DedupWindow {
+            start: now,
+            ttl,
+            count: 1,
+        }
+    }
+
+    /// The first instant at which the window no longer holds.
+    pub fn expires_at(&self) -> Timestamp {
+        self.start + self.ttl
+    }
+
+    /// Whether the window still holds at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        now < self.expires_at()
+    }
+
+    /// Records an occurrence at `now` against `previous` (the stored window, if any): returns the
+    /// window to store and what the caller is told.
+    pub fn record(
+        previous: Option<DedupWindow>,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> (DedupWindow, Seen) {
+        match previous {
+            Some(w) if w.is_live(now) => {
+                let w = DedupWindow {
+                    count: w.count.saturating_add(1),
+                    ..w
+                };
+                (
+                    w,
+                    Seen::Duplicate {
+                        window_start: w.start,
+                        count: w.count,
+                    },
+                )
+            }
+            _ => (
+                DedupWindow::open(now, ttl),
+                Seen::First { window_start: now },
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_window_holds_for_exactly_its_ttl() {
+        let w = DedupWindow::open(Timestamp::from_secs(100), Duration::from_secs(10));
+        assert!(w.is_live(Timestamp::from_millis(109_999)));
+        assert!(!w.is_live(Timestamp::from_secs(110)));
+    }
+
+    proptest! {
+        #[test]
+        fn occurrences_within_ttl_are_counted_and_later_ones_open_a_new_window(
+            ttl_ms in 1_000u64..600_000,
+            gaps in proptest::collection::vec(0u64..200_000, 1..50),
+        ) {
+            let ttl = Duration::from_millis(ttl_ms);
+            let mut now = Timestamp::from_secs(1_700_000_000);
+            let (mut window, seen) = DedupWindow::record(None, now, ttl);
+            prop_assert_eq!(seen, Seen::First { window_start: now });
+            for gap in gaps {
+                now = now + Duration::from_millis(gap);
+                let live = now.saturating_since(window.start) < ttl;
+                let (next, seen) = DedupWindow::record(Some(window), now, ttl);
+                if live {
+                    prop_assert_eq!(seen, Seen::Duplicate { window_start: window.start, count: window.count + 1 });
+                    prop_assert_eq!(next.start, window.start);
+                } else {
+                    prop_assert_eq!(seen, Seen::First { window_start: now });
+                    prop_assert_eq!(next.count, 1);
+                }
+                prop_assert!(next.is_live(now));
+                window = next;
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ pub mod signal;
 pub mod time;
 
 pub use config::{ChangeListener, ConfigKind, ConfigSource, Settings, SettingsCell};
-pub use dedup::{DedupStore, Seen, StoreError};
+pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
 pub use remediation::{
     AffectedResource, DeduplicationInfo, RemediationRequest, RemediationWriter, StormInfo,
     WriteError, WriteFailure, Written,
