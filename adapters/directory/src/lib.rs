@@ -1,1 +1,304 @@
-//! placeholder
+//! The embedded [`RemediationWriter`]: one YAML document per `RemediationRequest`, in a directory.
+//!
+//! Each resource is `DIR/NAME.yaml`, shaped like the Kubernetes object (`apiVersion`, `kind`,
+//! `metadata`, `spec`), so what a user reads here is what the Kubernetes sink would create.
+//! Writes are atomic: a temporary file is linked into place (create: fails if the name exists,
+//! which is `AlreadyExists`) or renamed over it (update), so a reader never sees half a document.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use gateway_ports::remediation::RemediationRequestSpec;
+use gateway_ports::{RemediationRequest, RemediationWriter, WriteError, WriteFailure, Written};
+use serde::Serialize;
+
+/// The CRD's group and version.
+pub const API_VERSION: &str = "remediation.kubernaut.io/v1alpha1";
+
+/// Writes RemediationRequests as YAML files into one directory.
+#[derive(Debug)]
+pub struct DirectoryWriter {
+    dir: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata<'a>,
+    spec: &'a RemediationRequestSpec,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+}
+
+fn io_failure(action: &str, path: &Path, e: io::Error) -> WriteError {
+    let retryable = !matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::InvalidInput
+    );
+    WriteError {
+        failure: WriteFailure::Local { retryable },
+        message: format!("{action} {}: {e}", path.display()),
+        source: Some(Box::new(e)),
+    }
+}
+
+impl DirectoryWriter {
+    /// A writer into `dir`, created if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(DirectoryWriter {
+            dir,
+            temp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file a resource of this name is written to.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.yaml"))
+    }
+
+    fn render(request: &RemediationRequest) -> Result<String, WriteError> {
+        let doc = Document {
+            api_version: API_VERSION,
+            kind: "RemediationRequest",
+            metadata: Metadata {
+                name: &request.name,
+                namespace: &request.namespace,
+                labels: &request.labels,
+            },
+            spec: &request.spec,
+        };
+        serde_norway::to_string(&doc).map_err(|e| WriteError {
+            failure: WriteFailure::Local { retryable: false },
+            message: format!("cannot render {} as YAML: {e}", request.name),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    fn check_name(name: &str) -> Result<(), WriteError> {
+        // Names become file names: refuse anything that could leave the directory.
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !name.starts_with('.');
+        if ok {
+            Ok(())
+        } else {
+            Err(WriteError::new(
+                WriteFailure::Local { retryable: false },
+                format!("invalid resource name {name:?}"),
+            ))
+        }
+    }
+
+    fn temp_path(&self, name: &str) -> PathBuf {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+    }
+
+    async fn write(
+        &self,
+        request: &RemediationRequest,
+        replace: bool,
+    ) -> Result<Written, WriteError> {
+        Self::check_name(&request.name)?;
+        let text = Self::render(request)?;
+        let target = self.path_of(&request.name);
+        let temp = self.temp_path(&request.name);
+        tokio::task::spawn_blocking(move || write_file(&temp, &target, text.as_bytes(), replace))
+            .await
+            .map_err(|e| {
+                WriteError::new(
+                    WriteFailure::Local { retryable: true },
+                    format!("writer task failed: {e}"),
+                )
+            })?
+    }
+}
+
+fn write_file(
+    temp: &Path,
+    target: &Path,
+    bytes: &[u8],
+    replace: bool,
+) -> Result<Written, WriteError> {
+    use std::io::Write;
+    let result = (|| {
+        let mut file = std::fs::File::create(temp).map_err(|e| io_failure("create", temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_failure("write", temp, e))?;
+        file.sync_data().map_err(|e| io_failure("sync", temp, e))?;
+        if replace {
+            let existed = target.exists();
+            std::fs::rename(temp, target).map_err(|e| io_failure("rename to", target, e))?;
+            Ok(if existed {
+                Written::Updated
+            } else {
+                Written::Created
+            })
+        } else {
+            // A hard link fails when the target exists: create-if-absent in one atomic step.
+            match std::fs::hard_link(temp, target) {
+                Ok(()) => Ok(Written::Created),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Written::AlreadyExisted),
+                Err(e) => Err(io_failure("link", target, e)),
+            }
+        }
+    })();
+    let _ = std::fs::remove_file(temp); // already gone after a rename
+    result
+}
+
+#[async_trait]
+impl RemediationWriter for DirectoryWriter {
+    async fn create(&self, request: &RemediationRequest) -> Result<Written, WriteError> {
+        self.write(request, false).await
+    }
+
+    async fn update(&self, request: &RemediationRequest) -> Result<Written, WriteError> {
+        self.write(request, true).await
+    }
+
+    async fn check(&self) -> Result<(), WriteError> {
+        let dir = self.dir.clone();
+        let meta = tokio::fs::metadata(&dir)
+            .await
+            .map_err(|e| io_failure("stat", &dir, e))?;
+        if meta.is_dir() && !meta.permissions().readonly() {
+            Ok(())
+        } else {
+            Err(WriteError::new(
+                WriteFailure::Local { retryable: false },
+                format!("{} is not a writable directory", dir.display()),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use gateway_ports::remediation::{DeduplicationInfo, RemediationRequestSpec};
+    use gateway_ports::{Fingerprint, ResourceRef, Severity, Timestamp};
+
+    use super::*;
+
+    fn request(name: &str, count: u64) -> RemediationRequest {
+        let t = Timestamp::from_secs(1_764_090_000);
+        RemediationRequest {
+            name: name.to_owned(),
+            namespace: "prod".to_owned(),
+            labels: BTreeMap::from([("kubernaut.io/severity".to_owned(), "critical".to_owned())]),
+            spec: RemediationRequestSpec {
+                signal_fingerprint: Fingerprint::from_hex(&"a".repeat(64)).unwrap(),
+                signal_name: "KubePodCrashLooping".to_owned(),
+                severity: Severity::Critical,
+                signal_type: "prometheus-alert".to_owned(),
+                signal_source: "prometheus".to_owned(),
+                target_type: "kubernetes".to_owned(),
+                target_resource: ResourceRef {
+                    kind: "Pod".to_owned(),
+                    name: "api-0".to_owned(),
+                    namespace: "prod".to_owned(),
+                },
+                firing_time: t,
+                received_time: t,
+                signal_labels: BTreeMap::new(),
+                signal_annotations: BTreeMap::new(),
+                is_storm: false,
+                storm: None,
+                deduplication: DeduplicationInfo {
+                    first_occurrence: t,
+                    last_occurrence: t,
+                    occurrence_count: count,
+                },
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn create_writes_a_kubernetes_shaped_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        assert_eq!(
+            w.create(&request("rr-1", 1)).await.unwrap(),
+            Written::Created
+        );
+        let text = std::fs::read_to_string(w.path_of("rr-1")).unwrap();
+        assert!(
+            text.starts_with(
+                "apiVersion: remediation.kubernaut.io/v1alpha1\nkind: RemediationRequest\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("signalFingerprint: aaaa"), "{text}");
+        assert!(text.contains("occurrenceCount: 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn create_of_an_existing_name_is_already_existed_and_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        w.create(&request("rr-1", 1)).await.unwrap();
+        assert_eq!(
+            w.create(&request("rr-1", 9)).await.unwrap(),
+            Written::AlreadyExisted
+        );
+        let text = std::fs::read_to_string(w.path_of("rr-1")).unwrap();
+        assert!(text.contains("occurrenceCount: 1"));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[tokio::test]
+    async fn update_replaces_in_place_and_creates_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        assert_eq!(
+            w.update(&request("rr-2", 1)).await.unwrap(),
+            Written::Created
+        );
+        assert_eq!(
+            w.update(&request("rr-2", 5)).await.unwrap(),
+            Written::Updated
+        );
+        let text = std::fs::read_to_string(w.path_of("rr-2")).unwrap();
+        assert!(text.contains("occurrenceCount: 5"));
+    }
+
+    #[tokio::test]
+    async fn names_that_could_escape_the_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        for bad in ["../x", "a/b", "", ".hidden", "UPPER"] {
+            let err = w.create(&request(bad, 1)).await.unwrap_err();
+            assert_eq!(
+                err.failure,
+                WriteFailure::Local { retryable: false },
+                "{bad}"
+            );
+        }
+    }
+}
