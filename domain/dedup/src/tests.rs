@@ -1,0 +1,484 @@
+//! Unit tests: the calls made to the store (mocks), and whole sequences against a model store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gateway_ports::{
+    DedupWindow, MockClock, MockConfigSource, MockDedupStore, ResourceRef, Severity, SignalSource,
+    Ttl,
+};
+use mockall::Sequence;
+use mockall::predicate::eq;
+use proptest::prelude::*;
+
+use super::*;
+
+fn fingerprint(digit: char) -> Fingerprint {
+    Fingerprint::from_hex(&digit.to_string().repeat(64)).unwrap()
+}
+
+fn signal(digit: char, status: SignalStatus) -> Signal {
+    Signal {
+        fingerprint: fingerprint(digit),
+        name: "KubePodCrashLooping".to_owned(),
+        namespace: "prod".to_owned(),
+        resource: ResourceRef {
+            kind: "Pod".to_owned(),
+            name: "api-7d9f".to_owned(),
+            namespace: "prod".to_owned(),
+        },
+        severity: Severity::Critical,
+        status,
+        source: SignalSource::Prometheus,
+        firing_time: Timestamp::from_secs(1_000),
+        received_time: Timestamp::from_secs(1_000),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+fn firing(digit: char) -> Signal {
+    signal(digit, SignalStatus::Firing)
+}
+
+fn resolved(digit: char) -> Signal {
+    signal(digit, SignalStatus::Resolved)
+}
+
+fn ttl(secs: u64) -> DedupSettings {
+    DedupSettings {
+        ttl: Ttl::new(Duration::from_secs(secs)).unwrap(),
+    }
+}
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_secs(1_700_000_000 + secs)
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable {
+        reason: "connection refused".to_owned(),
+        source: None,
+    }
+}
+
+fn over(store: MockDedupStore) -> Deduplicator<MockDedupStore> {
+    Deduplicator::new(Arc::new(store))
+}
+
+// ---- The calls made to the store ----
+
+#[tokio::test]
+async fn a_firing_signal_is_recorded_with_the_ttl_in_force() {
+    let mut store = MockDedupStore::new();
+    store
+        .expect_record()
+        .with(
+            eq(fingerprint('a')),
+            eq(Duration::from_secs(300)),
+            eq(at(0)),
+        )
+        .times(1)
+        .returning(|_, _, now| Ok(Seen::First { window_start: now }));
+    let outcome = over(store)
+        .observe(&firing('a'), &ttl(300), at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        DedupOutcome::New {
+            window_start: at(0)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_reports_its_window_start_and_count() {
+    let mut store = MockDedupStore::new();
+    store.expect_record().times(1).returning(|_, _, _| {
+        Ok(Seen::Duplicate {
+            window_start: at(0),
+            count: 4,
+        })
+    });
+    let outcome = over(store)
+        .observe(&firing('a'), &ttl(300), at(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        DedupOutcome::Duplicate {
+            window_start: at(0),
+            count: 4
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_ttl_change_applies_to_the_next_record() {
+    let mut config = MockConfigSource::new();
+    let mut reload = Sequence::new();
+    for secs in [300, 60] {
+        config
+            .expect_dedup()
+            .times(1)
+            .in_sequence(&mut reload)
+            .return_const(Arc::new(ttl(secs)));
+    }
+    let mut clock = MockClock::new();
+    let mut ticks = Sequence::new();
+    for secs in [0, 5] {
+        clock
+            .expect_now()
+            .times(1)
+            .in_sequence(&mut ticks)
+            .return_const(at(secs));
+    }
+    let mut store = MockDedupStore::new();
+    let mut records = Sequence::new();
+    store
+        .expect_record()
+        .with(
+            eq(fingerprint('a')),
+            eq(Duration::from_secs(300)),
+            eq(at(0)),
+        )
+        .times(1)
+        .in_sequence(&mut records)
+        .returning(|_, _, now| Ok(Seen::First { window_start: now }));
+    store
+        .expect_record()
+        .with(eq(fingerprint('b')), eq(Duration::from_secs(60)), eq(at(5)))
+        .times(1)
+        .in_sequence(&mut records)
+        .returning(|_, _, now| Ok(Seen::First { window_start: now }));
+
+    let dedup = over(store);
+    dedup
+        .observe_with(&firing('a'), &config, &clock)
+        .await
+        .unwrap();
+    let outcome = dedup
+        .observe_with(&firing('b'), &config, &clock)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        DedupOutcome::New {
+            window_start: at(5)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_resolved_signal_forgets_its_window_and_is_never_recorded() {
+    let mut store = MockDedupStore::new();
+    store.expect_record().never();
+    store
+        .expect_forget()
+        .with(eq(fingerprint('a')))
+        .times(1)
+        .returning(|_| Ok(()));
+    let outcome = over(store)
+        .observe(&resolved('a'), &ttl(300), at(0))
+        .await
+        .unwrap();
+    assert_eq!(outcome, DedupOutcome::Resolved);
+}
+
+#[tokio::test]
+async fn release_forgets_the_window() {
+    let mut store = MockDedupStore::new();
+    store.expect_record().never();
+    store
+        .expect_forget()
+        .with(eq(fingerprint('a')))
+        .times(1)
+        .returning(|_| Ok(()));
+    over(store).release(&fingerprint('a')).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_error_while_recording_is_passed_on() {
+    let mut store = MockDedupStore::new();
+    store
+        .expect_record()
+        .times(1)
+        .returning(|_, _, _| Err(unavailable()));
+    let err = over(store)
+        .observe(&firing('a'), &ttl(300), at(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_store_error_while_resolving_is_passed_on() {
+    let mut store = MockDedupStore::new();
+    store.expect_forget().times(1).returning(|_| {
+        Err(StoreError::Backend {
+            reason: "unexpected reply".to_owned(),
+            source: None,
+        })
+    });
+    let err = over(store)
+        .observe(&resolved('a'), &ttl(300), at(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_store_error_while_releasing_is_passed_on() {
+    let mut store = MockDedupStore::new();
+    store
+        .expect_forget()
+        .times(1)
+        .returning(|_| Err(unavailable()));
+    let err = over(store).release(&fingerprint('a')).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+}
+
+#[test]
+fn a_deduplicator_over_a_dyn_store_is_debug_clone_and_its_futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let store: Arc<dyn DedupStore> = Arc::new(MockDedupStore::new());
+    let dedup = Deduplicator::new(store);
+    let (signal, settings, config, clock) = (
+        firing('a'),
+        ttl(300),
+        MockConfigSource::new(),
+        MockClock::new(),
+    );
+    // Built, never polled: the mocks have no expectations because nothing is called.
+    send(dedup.observe(&signal, &settings, at(0)));
+    send(dedup.observe_with(&signal, &config, &clock));
+    send(dedup.release(&signal.fingerprint));
+    assert!(Arc::ptr_eq(dedup.clone().store(), dedup.store()));
+    assert_eq!(format!("{dedup:?}"), "Deduplicator { .. }");
+}
+
+// ---- Whole sequences against a model store ----
+
+/// The port's reference semantics ([`DedupWindow`]) kept in a map: what every adapter must do.
+#[derive(Default)]
+struct ModelStore {
+    windows: Mutex<HashMap<Fingerprint, DedupWindow>>,
+}
+
+#[async_trait]
+impl DedupStore for ModelStore {
+    async fn record(
+        &self,
+        fingerprint: &Fingerprint,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Seen, StoreError> {
+        let mut windows = self.windows.lock().unwrap();
+        let previous = windows.get(fingerprint).copied();
+        let (window, seen) = DedupWindow::record(previous, now, ttl);
+        windows.insert(fingerprint.clone(), window);
+        Ok(seen)
+    }
+
+    async fn forget(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        self.windows.lock().unwrap().remove(fingerprint);
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn model() -> Deduplicator<ModelStore> {
+    Deduplicator::new(Arc::new(ModelStore::default()))
+}
+
+#[tokio::test]
+async fn new_then_counted_duplicates_then_resolved_then_new_again() {
+    let dedup = model();
+    let s = ttl(300);
+    let a = firing('a');
+    assert_eq!(
+        dedup.observe(&a, &s, at(0)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(0)
+        }
+    );
+    for (count, secs) in [(2, 10), (3, 20), (4, 299)] {
+        assert_eq!(
+            dedup.observe(&a, &s, at(secs)).await.unwrap(),
+            DedupOutcome::Duplicate {
+                window_start: at(0),
+                count
+            }
+        );
+    }
+    assert_eq!(
+        dedup.observe(&resolved('a'), &s, at(100)).await.unwrap(),
+        DedupOutcome::Resolved
+    );
+    assert_eq!(
+        dedup.observe(&a, &s, at(101)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(101)
+        }
+    );
+}
+
+#[tokio::test]
+async fn fingerprints_have_separate_windows() {
+    let dedup = model();
+    let s = ttl(300);
+    dedup.observe(&firing('a'), &s, at(0)).await.unwrap();
+    assert_eq!(
+        dedup.observe(&firing('b'), &s, at(1)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(1)
+        }
+    );
+    dedup.observe(&resolved('b'), &s, at(2)).await.unwrap();
+    assert!(matches!(
+        dedup.observe(&firing('a'), &s, at(3)).await.unwrap(),
+        DedupOutcome::Duplicate { count: 2, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_window_ends_exactly_one_ttl_after_it_opened() {
+    let dedup = model();
+    let s = ttl(60);
+    let a = firing('a');
+    dedup.observe(&a, &s, at(0)).await.unwrap();
+    let just_before = at(60) - Duration::from_millis(1);
+    assert!(matches!(
+        dedup.observe(&a, &s, just_before).await.unwrap(),
+        DedupOutcome::Duplicate { count: 2, .. }
+    ));
+    assert_eq!(
+        dedup.observe(&a, &s, at(60)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(60)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_ttl_reload_neither_stretches_nor_cuts_an_open_window() {
+    let dedup = model();
+    let a = firing('a');
+    dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
+    // Longer TTL now, but the window opened under 300 s still ends at 300 s.
+    assert!(matches!(
+        dedup.observe(&a, &ttl(600), at(299)).await.unwrap(),
+        DedupOutcome::Duplicate { .. }
+    ));
+    assert_eq!(
+        dedup.observe(&a, &ttl(600), at(300)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(300)
+        }
+    );
+    // The new window took the new TTL; a shorter one now does not cut it.
+    assert!(matches!(
+        dedup.observe(&a, &ttl(60), at(899)).await.unwrap(),
+        DedupOutcome::Duplicate { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_released_window_lets_the_senders_retry_count_as_new() {
+    let dedup = model();
+    let a = firing('a');
+    dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
+    // Creating the remediation failed; the gateway answered 5xx and releases the window.
+    dedup.release(&a.fingerprint).await.unwrap();
+    assert_eq!(
+        dedup.observe(&a, &ttl(300), at(1)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(1)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_resolved_alert_without_an_open_window_is_still_resolved() {
+    let dedup = model();
+    assert_eq!(
+        dedup
+            .observe(&resolved('a'), &ttl(300), at(0))
+            .await
+            .unwrap(),
+        DedupOutcome::Resolved
+    );
+}
+
+/// One step of a generated sequence, `gap_ms` after the previous one.
+#[derive(Debug, Clone)]
+enum Step {
+    Fire { gap_ms: u64, ttl_secs: u64 },
+    Resolve { gap_ms: u64 },
+    Release { gap_ms: u64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (0u64..120_000, 1u64..90).prop_map(|(gap_ms, ttl_secs)| Step::Fire { gap_ms, ttl_secs }),
+        1 => (0u64..120_000).prop_map(|gap_ms| Step::Resolve { gap_ms }),
+        1 => (0u64..120_000).prop_map(|gap_ms| Step::Release { gap_ms }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn an_occurrence_is_a_duplicate_iff_it_falls_within_its_windows_ttl(
+        steps in proptest::collection::vec(step(), 1..60),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let dedup = model();
+            let a = firing('a');
+            // The expectation, kept independently of `DedupWindow`: (start, ttl, count).
+            let mut open: Option<(Timestamp, Duration, u64)> = None;
+            let mut now = at(0);
+            for step in steps {
+                match step {
+                    Step::Fire { gap_ms, ttl_secs } => {
+                        now = now + Duration::from_millis(gap_ms);
+                        let outcome = dedup.observe(&a, &ttl(ttl_secs), now).await.unwrap();
+                        match open {
+                            Some((start, window_ttl, count))
+                                if now.saturating_since(start) < window_ttl =>
+                            {
+                                prop_assert_eq!(
+                                    outcome,
+                                    DedupOutcome::Duplicate { window_start: start, count: count + 1 }
+                                );
+                                open = Some((start, window_ttl, count + 1));
+                            }
+                            _ => {
+                                prop_assert_eq!(outcome, DedupOutcome::New { window_start: now });
+                                open = Some((now, Duration::from_secs(ttl_secs), 1));
+                            }
+                        }
+                    }
+                    Step::Resolve { gap_ms } => {
+                        now = now + Duration::from_millis(gap_ms);
+                        let outcome = dedup.observe(&resolved('a'), &ttl(60), now).await.unwrap();
+                        prop_assert_eq!(outcome, DedupOutcome::Resolved);
+                        open = None;
+                    }
+                    Step::Release { gap_ms } => {
+                        now = now + Duration::from_millis(gap_ms);
+                        dedup.release(&a.fingerprint).await.unwrap();
+                        open = None;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
