@@ -1,1 +1,25 @@
-//! placeholder
+//! The Kubernaut alert gateway: the composition root and everything that is not domain logic —
+//! the HTTP server, metrics, the CLI, and the carrying out of the domain's decisions.
+
+pub mod cli;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod remediation;
+pub mod serve;
+pub mod writer;
+
+use cli::LogFormat;
+
+/// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,100 @@
+//! The command line. Every `serve` flag has an environment twin (`GATEWAY_…`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The Kubernaut alert gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve`, accepted without the word `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve(ServeArgs),
+    /// Work with config directories.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `gateway config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config directory offline (storm.yaml, dedup.yaml, retry.yaml); exit 1 naming
+    /// file, key and reason of every problem.
+    Check {
+        /// The directory to check.
+        dir: PathBuf,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Static settings of `serve`: read once at start; changing one needs a restart.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Directory holding storm.yaml, dedup.yaml and retry.yaml (the mounted ConfigMap).
+    #[arg(
+        long,
+        env = "GATEWAY_CONFIG_DIR",
+        default_value = "/etc/kubernaut/config"
+    )]
+    pub config_dir: PathBuf,
+    /// Directory the embedded sink writes RemediationRequests into, one YAML file each.
+    #[arg(
+        long,
+        env = "GATEWAY_REMEDIATION_DIR",
+        default_value = "./remediations"
+    )]
+    pub remediation_dir: PathBuf,
+    /// Log format.
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Fingerprints the in-memory dedup store holds at most.
+    #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
+    pub dedup_capacity: usize,
+    /// Distinct resources one storm aggregate lists at most (sampling starts before).
+    #[arg(long, env = "GATEWAY_STORM_WINDOW_CAPACITY", default_value_t = 1000)]
+    pub storm_window_capacity: u32,
+    /// Namespace for RemediationRequests of signals without one (cluster-scoped targets).
+    #[arg(
+        long,
+        env = "GATEWAY_FALLBACK_NAMESPACE",
+        default_value = "kubernaut-system"
+    )]
+    pub fallback_namespace: String,
+    /// On SIGTERM, how long readiness reports failure before the listener closes, so load
+    /// balancers stop sending first (e.g. `5s`).
+    #[arg(long, env = "GATEWAY_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+}
+
+/// Durations on the command line are written like the config files' (`500ms`, `5s`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): write it like 500ms or 5s"))
+}

@@ -1,0 +1,302 @@
+//! The HTTP surface: signal ingestion, health, readiness and metrics.
+//!
+//! Client mistakes are answered 4xx with an RFC 9457 `application/problem+json` body that names
+//! the problem; internals never reach the client. A signal that could not be recorded is 503
+//! with `Retry-After`, which Alertmanager treats as "send again".
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gateway_signal::{EventOutcome, PayloadError};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::pipeline::{AlertOutcome, Gateway, Unrecorded};
+
+/// The default limit on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The pipeline.
+    pub gateway: Arc<Gateway>,
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+    retry_after: Option<u64>,
+    /// Extension members (RFC 9457 §3.2), such as the JSON path of a payload error.
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Problem {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            retry_after: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    fn invalid_payload(e: &PayloadError) -> Self {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-payload",
+            "Invalid payload",
+            e.to_string(),
+        );
+        p.extra.insert("path".to_owned(), json!(e.path));
+        p
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("https://kubernaut.io/problems/gateway/{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(map) = body.as_object_mut() {
+            map.extend(self.extra);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<Unrecorded> for Problem {
+    fn from(e: Unrecorded) -> Self {
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-recorded",
+            "Signal not recorded",
+            format!("{}; send it again", e),
+        );
+        p.retry_after = Some(e.retry_after.as_secs().max(1));
+        p
+    }
+}
+
+/// The gateway's router.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/v1/signals/prometheus", post(prometheus_webhook))
+        .route("/api/v1/signals/kubernetes-event", post(kubernetes_event))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe_request,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "the gateway failed to handle this request",
+    )
+    .into_response()
+}
+
+async fn observe_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    #[allow(clippy::disallowed_methods)] // a latency metric, not a domain decision
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    // The matched route, not the raw path: unknown paths must not grow the label set.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state
+        .gateway
+        .metrics()
+        .http_request_duration
+        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such endpoint",
+    )
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// The JSON body of a 2xx answer.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// `created` when at least one RemediationRequest was created, else `accepted`.
+    pub status: &'static str,
+    /// One entry per signal, in the order received.
+    pub outcomes: Vec<AlertOutcome>,
+}
+
+fn answer(outcomes: Vec<AlertOutcome>) -> Response {
+    let created = outcomes.iter().any(|o| o.created);
+    let (status, word) = if created {
+        (StatusCode::CREATED, "created")
+    } else {
+        (StatusCode::ACCEPTED, "accepted")
+    };
+    (
+        status,
+        Json(Accepted {
+            status: word,
+            outcomes,
+        }),
+    )
+        .into_response()
+}
+
+/// Checks the content type and the body extraction; returns the body.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json"))
+    {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "expected Content-Type application/json, got {:?}",
+                content_type
+            ),
+        ));
+    }
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                status,
+                "payload-too-large",
+                "Payload too large",
+                "the request body exceeds the gateway's limit",
+            )
+        } else {
+            Problem::new(
+                status,
+                "unreadable-body",
+                "Unreadable body",
+                rejection.body_text(),
+            )
+        }
+    })
+}
+
+async fn prometheus_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = json_body(&headers, body)?;
+    let received = state.gateway.clock().now();
+    let signals = gateway_signal::parse_alertmanager(&body, received)
+        .map_err(|e| Problem::invalid_payload(&e))?;
+    let outcomes = state.gateway.process(signals).await?;
+    Ok(answer(outcomes))
+}
+
+async fn kubernetes_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = json_body(&headers, body)?;
+    let received = state.gateway.clock().now();
+    match gateway_signal::parse_kubernetes_event(&body, received)
+        .map_err(|e| Problem::invalid_payload(&e))?
+    {
+        EventOutcome::Signal(signal) => Ok(answer(state.gateway.process(vec![signal]).await?)),
+        EventOutcome::Ignored { reason } => Ok(answer(vec![state.gateway.ignored(reason)])),
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.gateway.readiness().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Err(problems) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "problems": problems })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.gateway.metrics().render(),
+    )
+        .into_response()
+}

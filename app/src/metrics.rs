@@ -1,0 +1,218 @@
+//! The gateway's Prometheus metrics, in a registry of their own (tests build as many as they like).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the gateway exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Signals received, by source and severity.
+    pub signals_received: IntCounterVec,
+    /// Signals found to be duplicates within their TTL window.
+    pub signals_deduplicated: IntCounter,
+    /// Outcomes given to signals (created, duplicate, buffered, aggregated, sampled_out, …).
+    pub signal_outcomes: IntCounterVec,
+    /// Storms detected (aggregation windows opened), by storm type.
+    pub storms_detected: IntCounterVec,
+    /// Storm signals sampled out: counted in their aggregate, resource not listed.
+    pub storm_sampled_out: IntCounter,
+    /// Aggregation windows open now.
+    pub storm_windows_open: IntGauge,
+    /// Signals held in storm buffers now.
+    pub storm_buffered_signals: IntGauge,
+    /// RemediationRequests created.
+    pub remediations_created: IntCounter,
+    /// RemediationRequests brought up to date (aggregates growing or closing).
+    pub remediations_updated: IntCounter,
+    /// Writes that found their resource already there (a second line of dedup).
+    pub remediations_already_existed: IntCounter,
+    /// Writes that failed for good, by reason (`permanent`, `exhausted`).
+    pub remediation_write_errors: IntCounterVec,
+    /// Retries of RemediationRequest writes.
+    pub remediation_write_retries: IntCounter,
+    /// Writes waiting to be retried in the background (aggregates, flushed buffers).
+    pub remediation_pending_writes: IntGauge,
+    /// Dedup store failures.
+    pub dedup_store_errors: IntCounter,
+    /// HTTP request durations, by method, route and status.
+    pub http_request_duration: HistogramVec,
+    /// Time spent writing one RemediationRequest, retries included.
+    pub remediation_write_duration: Histogram,
+    /// 1 while the gateway reports ready.
+    pub ready: IntGauge,
+    /// Build information (always 1).
+    pub build_info: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric name");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric name");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    /// A fresh registry holding every gateway metric.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let http_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_http_request_duration_seconds",
+                "HTTP request duration, by method, route and status",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(http_request_duration.clone()))
+            .expect("metric registered once");
+        let remediation_write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_remediation_write_duration_seconds",
+                "Time to write one RemediationRequest, retries included",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(remediation_write_duration.clone()))
+            .expect("metric registered once");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "gateway_build_info",
+                "Build information of the running gateway",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build_info.clone()))
+            .expect("metric registered once");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        Metrics {
+            signals_received: counter_vec(
+                &r,
+                "gateway_signals_received_total",
+                "Signals received, by source and severity",
+                &["source", "severity"],
+            ),
+            signals_deduplicated: counter(
+                &r,
+                "gateway_signals_deduplicated_total",
+                "Signals found to be duplicates within their TTL window",
+            ),
+            signal_outcomes: counter_vec(
+                &r,
+                "gateway_signal_outcomes_total",
+                "Outcomes given to signals",
+                &["outcome"],
+            ),
+            storms_detected: counter_vec(
+                &r,
+                "gateway_signal_storms_detected_total",
+                "Alert storms detected (aggregation windows opened), by storm type",
+                &["storm_type"],
+            ),
+            storm_sampled_out: counter(
+                &r,
+                "gateway_storm_signals_sampled_out_total",
+                "Storm signals sampled out: counted in their aggregate, resource not listed",
+            ),
+            storm_windows_open: gauge(
+                &r,
+                "gateway_storm_windows_open",
+                "Storm aggregation windows open now",
+            ),
+            storm_buffered_signals: gauge(
+                &r,
+                "gateway_storm_buffered_signals",
+                "Signals held in storm buffers now",
+            ),
+            remediations_created: counter(
+                &r,
+                "gateway_remediation_requests_created_total",
+                "RemediationRequests created",
+            ),
+            remediations_updated: counter(
+                &r,
+                "gateway_remediation_requests_updated_total",
+                "RemediationRequests brought up to date (aggregates growing or closing)",
+            ),
+            remediations_already_existed: counter(
+                &r,
+                "gateway_remediation_requests_already_existed_total",
+                "Creates that found their RemediationRequest already there",
+            ),
+            remediation_write_errors: counter_vec(
+                &r,
+                "gateway_remediation_write_errors_total",
+                "RemediationRequest writes that failed for good, by reason",
+                &["reason"],
+            ),
+            remediation_write_retries: counter(
+                &r,
+                "gateway_remediation_write_retries_total",
+                "Retries of RemediationRequest writes",
+            ),
+            remediation_pending_writes: gauge(
+                &r,
+                "gateway_remediation_pending_writes",
+                "RemediationRequest writes waiting to be retried in the background",
+            ),
+            dedup_store_errors: counter(
+                &r,
+                "gateway_dedup_store_errors_total",
+                "Dedup store failures",
+            ),
+            http_request_duration,
+            remediation_write_duration,
+            ready: gauge(&r, "gateway_ready", "1 while the gateway reports ready"),
+            build_info,
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The registry, for adapters that add metrics of their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

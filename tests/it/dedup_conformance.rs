@@ -1,0 +1,121 @@
+//! The `DedupStore` contract, as one suite every adapter runs (in-memory here; Redis joins it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_adapter_memory::MemoryDedupStore;
+use gateway_ports::{DedupStore, Fingerprint, Seen, Timestamp};
+
+fn fp(n: u64) -> Fingerprint {
+    Fingerprint::from_hex(&format!("{n:064x}")).unwrap()
+}
+
+const TTL: Duration = Duration::from_secs(300);
+const T0: Timestamp = Timestamp::from_secs(1_764_090_000);
+
+/// The suite. `fresh` builds an empty store for each case.
+pub async fn conformance<S: DedupStore + 'static>(fresh: impl Fn() -> S) {
+    first_then_duplicates_with_rising_counts(&fresh()).await;
+    forget_ends_the_window(&fresh()).await;
+    exactly_one_first_among_concurrent_callers(Arc::new(fresh())).await;
+    a_window_ends_after_its_ttl(&fresh()).await;
+    fingerprints_are_independent(&fresh()).await;
+}
+
+async fn first_then_duplicates_with_rising_counts(store: &dyn DedupStore) {
+    assert_eq!(
+        store.record(&fp(1), TTL, T0).await.unwrap(),
+        Seen::First { window_start: T0 }
+    );
+    for count in 2..=5 {
+        let seen = store
+            .record(&fp(1), TTL, T0 + Duration::from_secs(count))
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            Seen::Duplicate {
+                window_start: T0,
+                count
+            }
+        );
+    }
+}
+
+async fn forget_ends_the_window(store: &dyn DedupStore) {
+    store.record(&fp(2), TTL, T0).await.unwrap();
+    store.forget(&fp(2)).await.unwrap();
+    let later = T0 + Duration::from_secs(1);
+    assert_eq!(
+        store.record(&fp(2), TTL, later).await.unwrap(),
+        Seen::First {
+            window_start: later
+        }
+    );
+    store
+        .forget(&fp(999))
+        .await
+        .expect("forgetting an unknown fingerprint is fine");
+}
+
+async fn exactly_one_first_among_concurrent_callers(store: Arc<dyn DedupStore>) {
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record(&fp(3), TTL, T0).await.unwrap() })
+        })
+        .collect();
+    let mut firsts = 0;
+    let mut counts = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Seen::First { .. } => firsts += 1,
+            Seen::Duplicate { count, .. } => counts.push(count),
+        }
+    }
+    assert_eq!(firsts, 1);
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (2..=200).collect::<Vec<u64>>(),
+        "every duplicate got its own count"
+    );
+}
+
+async fn a_window_ends_after_its_ttl(store: &dyn DedupStore) {
+    // Real time passes too, for stores that expire keys themselves.
+    let ttl = Duration::from_secs(1);
+    store.record(&fp(4), ttl, T0).await.unwrap();
+    assert!(matches!(
+        store
+            .record(&fp(4), ttl, T0 + Duration::from_millis(500))
+            .await
+            .unwrap(),
+        Seen::Duplicate { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = T0 + Duration::from_millis(1_100);
+    assert_eq!(
+        store.record(&fp(4), ttl, after).await.unwrap(),
+        Seen::First {
+            window_start: after
+        }
+    );
+}
+
+async fn fingerprints_are_independent(store: &dyn DedupStore) {
+    assert!(matches!(
+        store.record(&fp(5), TTL, T0).await.unwrap(),
+        Seen::First { .. }
+    ));
+    assert!(matches!(
+        store.record(&fp(6), TTL, T0).await.unwrap(),
+        Seen::First { .. }
+    ));
+    assert!(store.check().await.is_ok());
+}
+
+#[tokio::test]
+async fn the_memory_store_honours_the_dedup_store_contract() {
+    conformance(|| MemoryDedupStore::new(10_000.try_into().unwrap())).await;
+}

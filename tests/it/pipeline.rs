@@ -1,0 +1,373 @@
+//! The pipeline end to end through the router: real in-memory dedup, real storm detector, real
+//! directory sink, a manual clock.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use gateway_adapter_memory::StaticConfigSource;
+use gateway_ports::WriteFailure;
+use gateway_ports::settings::{RawRetrySettings, RawStormSettings};
+use gateway_tests::{SAMPLE_WEBHOOK, TestGateway, alert, webhook};
+use serde_json::Value;
+
+use crate::http_api::post_json;
+
+const PROM: &str = "/api/v1/signals/prometheus";
+
+fn outcomes(body: &Value) -> Vec<String> {
+    body["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["outcome"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn fast_retries() -> StaticConfigSource {
+    let config = StaticConfigSource::default();
+    config.set_retry(
+        RawRetrySettings {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        }
+        .validate()
+        .unwrap(),
+    );
+    config
+}
+
+#[tokio::test]
+async fn the_sample_posted_twice_gives_one_remediation_and_duplicate_outcomes() {
+    let gw = TestGateway::new();
+    let first = post_json(gw.router(), PROM, SAMPLE_WEBHOOK).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let created = gw.remediations().len();
+    assert!(created >= 1);
+    let second = post_json(gw.router(), PROM, SAMPLE_WEBHOOK).await;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.text);
+    assert!(
+        outcomes(&second.body)
+            .iter()
+            .all(|o| o == "duplicate" || o == "resolved"),
+        "{}",
+        second.text
+    );
+    assert_eq!(
+        gw.remediations().len(),
+        created,
+        "no second RemediationRequest"
+    );
+}
+
+#[tokio::test]
+async fn every_alert_of_a_batch_is_processed() {
+    let gw = TestGateway::new();
+    let alerts = (0..4)
+        .map(|i| alert(&format!("Alert{i}"), "prod", "api-0", "firing"))
+        .collect();
+    let answer = post_json(gw.router(), PROM, webhook(alerts).to_string()).await;
+    assert_eq!(outcomes(&answer.body), ["created"; 4]);
+    assert_eq!(gw.remediations().len(), 4);
+}
+
+#[tokio::test]
+async fn a_resolved_alert_creates_nothing_and_ends_the_window() {
+    let gw = TestGateway::new();
+    let firing = webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string();
+    let resolved = webhook(vec![alert("Down", "prod", "api-0", "resolved")]).to_string();
+    assert_eq!(
+        outcomes(&post_json(gw.router(), PROM, firing.clone()).await.body),
+        ["created"]
+    );
+    assert_eq!(
+        outcomes(&post_json(gw.router(), PROM, resolved).await.body),
+        ["resolved"]
+    );
+    assert_eq!(gw.remediations().len(), 1);
+    gw.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        outcomes(&post_json(gw.router(), PROM, firing).await.body),
+        ["created"],
+        "firing again after resolved is new"
+    );
+    assert_eq!(gw.remediations().len(), 2);
+}
+
+#[tokio::test]
+async fn duplicates_count_occurrences_and_the_ttl_ends_the_window() {
+    let gw = TestGateway::new();
+    let firing = webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string();
+    post_json(gw.router(), PROM, firing.clone()).await;
+    let answer = post_json(gw.router(), PROM, firing.clone()).await;
+    assert_eq!(answer.body["outcomes"][0]["occurrences"], 2);
+    gw.clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        outcomes(&post_json(gw.router(), PROM, firing).await.body),
+        ["created"]
+    );
+}
+
+#[tokio::test]
+async fn a_burst_across_many_pods_gives_one_aggregate_listing_them() {
+    let gw = TestGateway::new();
+    // Defaults: pattern storm above 5 distinct pods in 2 min, aggregate at 5 buffered.
+    for i in 0..30 {
+        let body = webhook(vec![alert(
+            "PodCrashLooping",
+            "prod",
+            &format!("api-{i}"),
+            "firing",
+        )])
+        .to_string();
+        let answer = post_json(gw.router(), PROM, body).await;
+        assert!(answer.status.is_success(), "{}", answer.text);
+        gw.clock.advance(Duration::from_millis(100));
+    }
+    let docs = gw.remediations();
+    let aggregates: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["spec"]["isStorm"] == true)
+        .collect();
+    assert_eq!(aggregates.len(), 1, "one aggregate: {docs:#?}");
+    let individual = docs.len() - 1;
+    assert_eq!(
+        individual, 5,
+        "the first 5 pods come before the storm is detected"
+    );
+    let aggregate = aggregates[0];
+    assert_eq!(aggregate["spec"]["stormType"], "pattern");
+    assert_eq!(
+        aggregate["spec"]["affectedResources"]
+            .as_array()
+            .unwrap()
+            .len(),
+        25
+    );
+    assert_eq!(aggregate["spec"]["stormAlertCount"], 25);
+    assert!(
+        aggregate["spec"].get("stormWindowEnd").is_none(),
+        "still open"
+    );
+
+    // Quiet for the inactivity timeout: the window closes and the aggregate says so.
+    gw.clock.advance(Duration::from_secs(61));
+    gw.gateway.tick().await;
+    let docs = gw.remediations();
+    let aggregate = docs.iter().find(|d| d["spec"]["isStorm"] == true).unwrap();
+    assert!(
+        aggregate["spec"]["stormWindowEnd"].is_string(),
+        "{aggregate:#}"
+    );
+    assert_eq!(aggregate["spec"]["stormAlertCount"], 25);
+}
+
+#[tokio::test]
+async fn a_storm_buffer_that_goes_quiet_below_its_threshold_is_created_individually() {
+    let config = StaticConfigSource::default();
+    config.set_storm(
+        RawStormSettings {
+            pattern_threshold: 2,
+            buffer_threshold: 10,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap(),
+    );
+    let gw = TestGateway::with_config(config);
+    for i in 0..5 {
+        let body = webhook(vec![alert(
+            "NodeNotReady",
+            "prod",
+            &format!("p{i}"),
+            "firing",
+        )])
+        .to_string();
+        post_json(gw.router(), PROM, body).await;
+    }
+    assert_eq!(
+        gw.remediations().len(),
+        2,
+        "3 signals buffered after the storm began"
+    );
+    gw.clock.advance(Duration::from_secs(61));
+    gw.gateway.tick().await;
+    assert_eq!(gw.remediations().len(), 5, "nothing buffered is dropped");
+}
+
+#[tokio::test]
+async fn a_lowered_threshold_applies_without_restart() {
+    let gw = TestGateway::new();
+    let send_burst = |prefix: &'static str| {
+        let router = gw.router();
+        async move {
+            let alerts = (0..4)
+                .map(|i| alert("HighLatency", "prod", &format!("{prefix}-{i}"), "firing"))
+                .collect();
+            post_json(router, PROM, webhook(alerts).to_string()).await
+        }
+    };
+    assert_eq!(
+        outcomes(&send_burst("a").await.body),
+        ["created"; 4],
+        "no storm at the defaults"
+    );
+    gw.config.set_storm(
+        RawStormSettings {
+            pattern_threshold: 2,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap(),
+    );
+    let answer = send_burst("b").await;
+    assert!(
+        outcomes(&answer.body).contains(&"buffered".to_owned()),
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.body["outcomes"][0]["storm_type"], "pattern");
+}
+
+#[tokio::test]
+async fn a_transient_write_failure_is_retried_within_the_request() {
+    let gw = TestGateway::with_config(fast_retries());
+    gw.faults.fail_next(
+        2,
+        WriteFailure::Status {
+            code: 503,
+            retry_after: None,
+        },
+    );
+    let answer = post_json(
+        gw.router(),
+        PROM,
+        webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    assert_eq!(gw.remediations().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unwritable_signal_is_503_and_its_resend_is_not_lost() {
+    let gw = TestGateway::with_config(fast_retries());
+    let body = webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string();
+    gw.faults.fail_next(3, WriteFailure::Timeout);
+    let answer = post_json(gw.router(), PROM, body.clone()).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.content_type, "application/problem+json");
+    assert!(
+        answer.retry_after.is_some(),
+        "Retry-After tells Alertmanager when to resend"
+    );
+    assert!(gw.remediations().is_empty());
+    let resend = post_json(gw.router(), PROM, body).await;
+    assert_eq!(
+        resend.status,
+        StatusCode::CREATED,
+        "the resend is new, not a duplicate: {}",
+        resend.text
+    );
+    assert_eq!(gw.remediations().len(), 1);
+}
+
+#[tokio::test]
+async fn a_permanent_write_failure_is_not_retried() {
+    let gw = TestGateway::with_config(fast_retries());
+    gw.faults.fail_next(
+        1,
+        WriteFailure::Status {
+            code: 422,
+            retry_after: None,
+        },
+    );
+    let answer = post_json(
+        gw.router(),
+        PROM,
+        webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = gw.gateway.metrics().render();
+    assert!(
+        metrics.contains("gateway_remediation_write_errors_total{reason=\"permanent\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_remediation_write_retries_total 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn aggregate_writes_that_fail_are_queued_and_retried_not_lost() {
+    let config = fast_retries();
+    config.set_storm(
+        RawStormSettings {
+            pattern_threshold: 1,
+            buffer_threshold: 1,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap(),
+    );
+    let gw = TestGateway::with_config(config);
+    post_json(
+        gw.router(),
+        PROM,
+        webhook(vec![alert("Disk", "prod", "p0", "firing")]).to_string(),
+    )
+    .await;
+    gw.faults.fail_next(3, WriteFailure::Connection);
+    let answer = post_json(
+        gw.router(),
+        PROM,
+        webhook(vec![alert("Disk", "prod", "p1", "firing")]).to_string(),
+    )
+    .await;
+    assert_eq!(outcomes(&answer.body), ["aggregated"]);
+    assert_eq!(gw.gateway.pending_writes(), 1);
+    gw.gateway.tick().await;
+    assert_eq!(gw.gateway.pending_writes(), 0);
+    assert!(
+        gw.remediations()
+            .iter()
+            .any(|d| d["spec"]["isStorm"] == true)
+    );
+}
+
+#[tokio::test]
+async fn drain_writes_every_open_window() {
+    let config = StaticConfigSource::default();
+    config.set_storm(
+        RawStormSettings {
+            pattern_threshold: 1,
+            buffer_threshold: 10,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap(),
+    );
+    let gw = TestGateway::with_config(config);
+    for i in 0..4 {
+        post_json(
+            gw.router(),
+            PROM,
+            webhook(vec![alert("X", "prod", &format!("p{i}"), "firing")]).to_string(),
+        )
+        .await;
+    }
+    assert_eq!(gw.remediations().len(), 1);
+    gw.gateway.drain().await;
+    assert_eq!(
+        gw.remediations().len(),
+        4,
+        "buffered signals are written on shutdown"
+    );
+}
