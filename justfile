@@ -20,7 +20,7 @@ fmt:
 
 # Run the benchmarks (criterion); reports land in target/criterion
 bench:
-    cargo bench -p gateway --bench pipeline
+    cargo bench -p gateway-tests --bench pipeline
 
 # Validate a config directory offline, like the ConfigMap's own CI would
 check-config DIR="deploy/config":

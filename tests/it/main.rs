@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod dedup_conformance;
+mod deploy_config;
 mod e2e;
 mod http_api;
 mod pipeline;
