@@ -87,6 +87,13 @@ pub struct ServeArgs {
         default_value = "kubernaut-system"
     )]
     pub fallback_namespace: String,
+    /// Quiet time after a change in the config directory before it is reloaded (a burst of
+    /// writes is one reload).
+    #[arg(long, env = "GATEWAY_CONFIG_DEBOUNCE", default_value = "200ms", value_parser = parse_duration)]
+    pub config_debounce: Duration,
+    /// Re-read the config directory this often even without a change notification.
+    #[arg(long, env = "GATEWAY_CONFIG_RESYNC", default_value = "30s", value_parser = parse_duration)]
+    pub config_resync: Duration,
     /// On SIGTERM, how long readiness reports failure before the listener closes, so load
     /// balancers stop sending first (e.g. `5s`).
     #[arg(long, env = "GATEWAY_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]

@@ -15,6 +15,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
+use gateway_ports::{ConfigControl, ConfigKind, ReloadRecord, ReloadResult};
 use gateway_signal::{EventOutcome, PayloadError};
 use serde::Serialize;
 use serde_json::json;
@@ -29,6 +31,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     /// The pipeline.
     pub gateway: Arc<Gateway>,
+    /// Reload control of the settings source, when it is reloadable.
+    pub control: Option<Arc<dyn ConfigControl>>,
 }
 
 /// An RFC 9457 problem.
@@ -118,6 +122,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/config", get(config))
+        .route("/-/reload", post(reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -299,4 +305,100 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.gateway.metrics().render(),
     )
         .into_response()
+}
+
+fn record_json(record: &ReloadRecord) -> serde_json::Value {
+    let (result, errors) = match &record.result {
+        ReloadResult::Applied => ("success", Vec::new()),
+        ReloadResult::Rejected(errors) => ("error", errors.clone()),
+    };
+    json!({
+        "result": result,
+        "errors": errors,
+        "hash": record.hash,
+        "generation": record.generation,
+        "at": record.at.to_rfc3339(),
+        "duration_seconds": record.duration.as_secs_f64(),
+    })
+}
+
+/// `GET /config`: the settings in force per type, their hash, generation and last reload.
+async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let settings = state.gateway.config().snapshot();
+    let statuses = state
+        .control
+        .as_ref()
+        .map(|c| c.status())
+        .unwrap_or_default();
+    let mut body = serde_json::Map::new();
+    for kind in ConfigKind::ALL {
+        let in_force = match kind {
+            ConfigKind::Storm => json!(RawStormSettings::from(&*settings.storm)),
+            ConfigKind::Dedup => json!(RawDedupSettings::from(&*settings.dedup)),
+            ConfigKind::Retry => json!(RawRetrySettings::from(&*settings.retry)),
+        };
+        let status = statuses.iter().find(|s| s.kind == kind);
+        body.insert(
+            kind.as_str().to_owned(),
+            json!({
+                "settings": in_force,
+                "origin": status.map(|s| s.origin.as_str()),
+                "hash": status.map(|s| s.hash.as_str()),
+                "generation": state.gateway.config().generation(kind),
+                "last_reload": status.and_then(|s| s.last_reload.as_ref()).map(record_json),
+            }),
+        );
+    }
+    Json(serde_json::Value::Object(body))
+}
+
+/// `POST /-/reload`: re-reads the settings now; 500 when any type was rejected.
+async fn reload(State(state): State<AppState>) -> Result<Response, Problem> {
+    let Some(control) = state.control.clone() else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-reloadable",
+            "Not reloadable",
+            "this gateway's settings do not come from a reloadable source",
+        ));
+    };
+    let records = tokio::task::spawn_blocking(move || control.reload_now())
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the reload failed to run",
+            )
+        })?;
+    // A type whose content did not change since its last attempt answers with that attempt: a
+    // file that is still invalid is still an error.
+    let statuses = state
+        .control
+        .as_ref()
+        .map(|c| c.status())
+        .unwrap_or_default();
+    let mut body = serde_json::Map::new();
+    let mut failed = false;
+    for kind in ConfigKind::ALL {
+        let fresh = records.iter().find(|r| r.kind == kind);
+        let last = fresh.or_else(|| {
+            statuses
+                .iter()
+                .find(|s| s.kind == kind)
+                .and_then(|s| s.last_reload.as_ref())
+        });
+        failed |= last.is_some_and(|r| matches!(r.result, ReloadResult::Rejected(_)));
+        let mut entry = last.map_or_else(|| json!({ "result": "success" }), record_json);
+        entry["changed"] = json!(fresh.is_some());
+        entry["generation"] = json!(state.gateway.config().generation(kind));
+        body.insert(kind.as_str().to_owned(), entry);
+    }
+    let status = if failed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(serde_json::Value::Object(body))).into_response())
 }

@@ -1,7 +1,11 @@
 //! The gateway's Prometheus metrics, in a registry of their own (tests build as many as they like).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gateway_ports::{ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -41,6 +45,18 @@ pub struct Metrics {
     pub http_request_duration: HistogramVec,
     /// Time spent writing one RemediationRequest, retries included.
     pub remediation_write_duration: Histogram,
+    /// Configuration reload attempts, by settings type and result (`success`, `error`).
+    pub config_reload_total: IntCounterVec,
+    /// Duration of reload attempts, by settings type.
+    pub config_reload_duration: HistogramVec,
+    /// Unix time of the last successful reload, by settings type.
+    pub config_reload_last_success: GaugeVec,
+    /// Replacements of each settings type since start.
+    pub config_generation: IntGaugeVec,
+    /// 1 for the content hash in force of each settings type.
+    pub config_info: IntGaugeVec,
+    /// The hash label set in `config_info`, per type, so a change can retire the old one.
+    config_hashes: Arc<Mutex<HashMap<ConfigKind, String>>>,
     /// 1 while the gateway reports ready.
     pub ready: IntGauge,
     /// Build information (always 1).
@@ -114,7 +130,60 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let config_reload_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_config_reload_duration_seconds",
+                "Duration of configuration reload operations",
+            )
+            .buckets(vec![0.001, 0.01, 0.1, 1.0]),
+            &["config_type"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_reload_duration.clone()))
+            .expect("metric registered once");
+        let config_reload_last_success = GaugeVec::new(
+            Opts::new(
+                "gateway_config_reload_last_success_timestamp",
+                "Timestamp of last successful config reload",
+            ),
+            &["config_type"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_reload_last_success.clone()))
+            .expect("metric registered once");
+        let config_generation = IntGaugeVec::new(
+            Opts::new(
+                "gateway_config_generation",
+                "Replacements of each settings type since start",
+            ),
+            &["config_type"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_generation.clone()))
+            .expect("metric registered once");
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "gateway_config_info",
+                "1 for the content hash in force of each settings type",
+            ),
+            &["config_type", "hash"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_info.clone()))
+            .expect("metric registered once");
+
         Metrics {
+            config_reload_total: counter_vec(
+                &r,
+                "gateway_config_reload_total",
+                "Total number of configuration reloads",
+                &["config_type", "result"],
+            ),
+            config_reload_duration,
+            config_reload_last_success,
+            config_generation,
+            config_info,
+            config_hashes: Arc::default(),
             signals_received: counter_vec(
                 &r,
                 "gateway_signals_received_total",
@@ -205,9 +274,73 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Shows the settings in force at start-up (generation and content hash per type).
+    pub fn init_config(&self, statuses: &[ConfigStatus]) {
+        for status in statuses {
+            let kind = status.kind.as_str();
+            self.config_generation
+                .with_label_values(&[kind])
+                .set(gauge_value(status.generation));
+            self.set_hash(status.kind, &status.hash);
+            for result in ["success", "error"] {
+                self.config_reload_total.with_label_values(&[kind, result]);
+            }
+        }
+    }
+
+    /// Counts one reload attempt.
+    pub fn observe_reload(&self, record: &ReloadRecord) {
+        let kind = record.kind.as_str();
+        self.config_reload_duration
+            .with_label_values(&[kind])
+            .observe(record.duration.as_secs_f64());
+        match record.result {
+            ReloadResult::Applied => {
+                self.config_reload_total
+                    .with_label_values(&[kind, "success"])
+                    .inc();
+                self.config_reload_last_success
+                    .with_label_values(&[kind])
+                    .set(record.at.as_millis() as f64 / 1000.0);
+                self.config_generation
+                    .with_label_values(&[kind])
+                    .set(gauge_value(record.generation));
+                self.set_hash(record.kind, &record.hash);
+            }
+            ReloadResult::Rejected(_) => self
+                .config_reload_total
+                .with_label_values(&[kind, "error"])
+                .inc(),
+        }
+    }
+
+    fn set_hash(&self, kind: ConfigKind, hash: &str) {
+        let label = hash_label(hash).to_owned();
+        let mut hashes = self.config_hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = hashes.insert(kind, label.clone()) {
+            let _ = self.config_info.remove_label_values(&[kind.as_str(), &old]);
+        }
+        self.config_info
+            .with_label_values(&[kind.as_str(), &label])
+            .set(1);
+    }
+
     /// The registry, for adapters that add metrics of their own.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The hash label: a prefix is enough to tell versions apart; empty means the built-in defaults.
+fn hash_label(hash: &str) -> &str {
+    if hash.is_empty() {
+        "defaults"
+    } else {
+        &hash[..hash.len().min(16)]
     }
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
+use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
-use gateway_ports::{Clock, ConfigSource, DedupStore, RemediationWriter};
+use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
 use gateway_storm::{StormDetector, WindowCapacity};
 use tokio::net::TcpListener;
 
@@ -20,14 +21,28 @@ use crate::pipeline::{Gateway, Parts};
 /// How often storm windows are checked for inactivity and queued writes retried.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// The assembled gateway and the hot-reloadable source of its settings.
+#[derive(Debug)]
+pub struct Assembled {
+    /// The pipeline.
+    pub gateway: Arc<Gateway>,
+    /// The config directory's settings (watched once serving starts).
+    pub config: Arc<FileConfigSource>,
+}
+
 /// Loads the settings and builds the embedded-default gateway (in-memory dedup, directory sink).
-pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gateway>> {
-    let loaded = gateway_adapter_file_config::load_dir(&args.config_dir)
+pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assembled> {
+    let source = FileConfigSource::load(&args.config_dir, clock.clone())
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    for warning in &loaded.warnings {
+    for warning in source
+        .warnings()
+        .iter()
+        .chain(source.layout_warning().as_ref())
+    {
         tracing::warn!("{warning}");
     }
-    let config: Arc<dyn ConfigSource> = Arc::new(loaded.into_source());
+    let source = Arc::new(source);
+    let config: Arc<dyn ConfigSource> = source.clone();
     let capacity =
         NonZeroUsize::new(args.dedup_capacity).context("--dedup-capacity must be at least 1")?;
     let dedup_store: Arc<dyn DedupStore> = Arc::new(MemoryDedupStore::new(capacity));
@@ -44,31 +59,35 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Gate
     tracing::info!(
         dedup = "in-memory", sink = "directory", remediation_dir = %args.remediation_dir.display(),
         config_dir = %args.config_dir.display(), "gateway assembled on embedded defaults");
-    Ok(Arc::new(Gateway::new(Parts {
+    let metrics = Metrics::new();
+    metrics.init_config(&source.status());
+    let observed = metrics.clone();
+    source.on_reload(Box::new(move |record| observed.observe_reload(record)));
+    let gateway = Arc::new(Gateway::new(Parts {
         config,
         clock,
         dedup_store,
         writer,
         storms: StormDetector::new(window_capacity),
-        metrics: Metrics::new(),
+        metrics,
         fallback_namespace: args.fallback_namespace.clone(),
-    })))
+    }));
+    Ok(Assembled {
+        gateway,
+        config: source,
+    })
 }
 
 /// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the
 /// listener stops taking connections, in-flight requests finish, and storm windows are written.
 pub async fn serve(
-    gateway: Arc<Gateway>,
+    state: AppState,
     listener: TcpListener,
     args: &ServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(
-        AppState {
-            gateway: gateway.clone(),
-        },
-        args.max_body_bytes,
-    );
+    let gateway = state.gateway.clone();
+    let app = router(state, args.max_body_bytes);
     let ticker = {
         let gateway = gateway.clone();
         tokio::spawn(async move {
@@ -127,11 +146,26 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// `gateway serve`: logs, builds, binds and serves.
+/// `gateway serve`: builds, binds, watches the config directory and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let gateway = build(&args, Arc::new(SystemClock))?;
+    let Assembled { gateway, config } = build(&args, Arc::new(SystemClock))?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    serve(gateway, listener, &args, shutdown_signal()).await
+    let _watching = config.watch(WatchOptions {
+        debounce: args.config_debounce,
+        resync: args.config_resync,
+        ..WatchOptions::default()
+    });
+    let control: Arc<dyn ConfigControl> = config;
+    serve(
+        AppState {
+            gateway,
+            control: Some(control),
+        },
+        listener,
+        &args,
+        shutdown_signal(),
+    )
+    .await
 }

@@ -187,6 +187,66 @@ impl ConfigSource for SettingsCell {
     }
 }
 
+/// What one reload attempt of one settings type came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new settings are in force.
+    Applied,
+    /// The change was refused; the previous settings stay in force. One line per problem, each
+    /// naming the file and the key.
+    Rejected(Vec<String>),
+}
+
+/// The record of one reload attempt (a change was seen and judged): what metrics and audit logs
+/// are made of. Content identical to the last attempt is not an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRecord {
+    /// Which settings type.
+    pub kind: ConfigKind,
+    /// Applied or rejected (with why).
+    pub result: ReloadResult,
+    /// Time spent reading, parsing, validating and applying.
+    pub duration: std::time::Duration,
+    /// SHA-256 (hex) of the content judged.
+    pub hash: String,
+    /// The generation in force after the attempt.
+    pub generation: u64,
+    /// When the attempt ended.
+    pub at: crate::Timestamp,
+}
+
+/// The state of one settings type, for `GET /config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigStatus {
+    /// Which settings type.
+    pub kind: ConfigKind,
+    /// Where its settings come from (a file path, or `built-in defaults`).
+    pub origin: String,
+    /// SHA-256 (hex) of the content in force (empty for the built-in defaults).
+    pub hash: String,
+    /// Replacements since start.
+    pub generation: u64,
+    /// The last reload attempt, if any.
+    pub last_reload: Option<ReloadRecord>,
+}
+
+/// The control side of a reloadable [`ConfigSource`]: status, reload on demand, and a record of
+/// every reload attempt. The domain never sees it; the app uses it for metrics, audit logs and
+/// its `/config` and `/-/reload` endpoints.
+///
+/// Contract: `reload_now` re-reads the source at once and returns one record per settings type
+/// whose content changed since the last attempt (unchanged types are skipped); observers
+/// registered with `on_reload` see every record, from `reload_now` and from the source's own
+/// watching alike.
+pub trait ConfigControl: Send + Sync + fmt::Debug {
+    /// The state of every settings type.
+    fn status(&self) -> Vec<ConfigStatus>;
+    /// Re-reads the source now (blocking IO: call it off the async runtime's threads).
+    fn reload_now(&self) -> Vec<ReloadRecord>;
+    /// Registers an observer of reload attempts.
+    fn on_reload(&self, observer: Box<dyn Fn(&ReloadRecord) + Send + Sync>);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;

@@ -11,7 +11,10 @@ pub mod settings;
 pub mod signal;
 pub mod time;
 
-pub use config::{ChangeListener, ConfigKind, ConfigSource, Settings, SettingsCell};
+pub use config::{
+    ChangeListener, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, ReloadRecord,
+    ReloadResult, Settings, SettingsCell,
+};
 pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
 pub use remediation::{
     AffectedResource, DeduplicationInfo, RemediationRequest, RemediationWriter, StormInfo,

@@ -9,6 +9,7 @@
 //! Run: `cargo bench -p gateway-tests --bench pipeline` (or `just bench`).
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // benchmarks measure real time
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

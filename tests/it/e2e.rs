@@ -22,9 +22,9 @@ async fn sigterm_fails_readiness_first_and_lets_in_flight_requests_finish() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serve_args = args(&["--shutdown-delay", "300ms"]);
     let server = tokio::spawn({
-        let gateway = gw.gateway.clone();
+        let state = gw.state();
         async move {
-            gateway::serve::serve(gateway, listener, &serve_args, async {
+            gateway::serve::serve(state, listener, &serve_args, async {
                 let _ = stopped.await;
             })
             .await
@@ -89,9 +89,9 @@ async fn concurrent_clients_over_a_socket_all_get_answers() {
     let serve_args = args(&["--shutdown-delay", "0s"]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
-        let gateway = gw.gateway.clone();
+        let state = gw.state();
         async move {
-            gateway::serve::serve(gateway, listener, &serve_args, async {
+            gateway::serve::serve(state, listener, &serve_args, async {
                 let _ = stopped.await;
             })
             .await

@@ -181,12 +181,7 @@ async fn json_with_a_charset_parameter_is_accepted() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     let gw = TestGateway::new();
-    let router = gateway::http::router(
-        gateway::http::AppState {
-            gateway: gw.gateway.clone(),
-        },
-        1024,
-    );
+    let router = gateway::http::router(gw.state(), 1024);
     let big = webhook(
         (0..50)
             .map(|i| alert("Big", "ns", &format!("pod-{i}"), "firing"))

@@ -1,10 +1,14 @@
 //! The gateway's integration tests: one binary, one module per concern.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+#![allow(clippy::disallowed_methods)] // tests wait on and measure real time
 
+mod config_api;
 mod dedup_conformance;
 mod deploy_config;
 mod e2e;
+mod hot_reload;
 mod http_api;
 mod pipeline;
 mod purity;
+mod reload_under_load;

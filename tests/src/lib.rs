@@ -3,6 +3,8 @@
 
 #![allow(missing_debug_implementations)] // test support holding trait objects
 
+pub mod kubelet;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,14 +70,17 @@ impl TestGateway {
         }
     }
 
+    /// The HTTP state over this gateway (its settings are not reloadable).
+    pub fn state(&self) -> gateway::http::AppState {
+        gateway::http::AppState {
+            gateway: self.gateway.clone(),
+            control: None,
+        }
+    }
+
     /// The router over this gateway.
     pub fn router(&self) -> axum::Router {
-        gateway::http::router(
-            gateway::http::AppState {
-                gateway: self.gateway.clone(),
-            },
-            gateway::http::DEFAULT_MAX_BODY_BYTES,
-        )
+        gateway::http::router(self.state(), gateway::http::DEFAULT_MAX_BODY_BYTES)
     }
 
     /// The RemediationRequest documents written, parsed, sorted by name.

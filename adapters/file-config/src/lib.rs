@@ -1,25 +1,38 @@
 //! The [`ConfigSource`](gateway_ports::ConfigSource) port over a config directory: the mounted
 //! ConfigMap `kubernaut-gateway-config`, one file per settings type (`storm.yaml`, `dedup.yaml`,
-//! `retry.yaml`).
+//! `retry.yaml`), hot-reloaded.
 //!
 //! What a file means:
-//! - a missing directory or file: the built-in defaults for that type, with a warning (a gateway
-//!   without its ConfigMap still runs, and says so);
+//! - at start-up, a missing directory or file: the built-in defaults for that type, with a warning
+//!   (a gateway without its ConfigMap still runs, and says so);
 //! - an empty file, invalid YAML, an unknown key, a wrong type or a value out of range: an error
-//!   naming the file, the key and the reason; every problem of a file is reported at once;
-//! - a key left out: its default.
+//!   naming the file, the key and the reason; at start-up the gateway refuses to run with it, on a
+//!   reload the change is rejected and the settings in force stay;
+//! - a key left out: its default; an environment override (`GATEWAY_SETTINGS_STORM_RATE_THRESHOLD`,
+//!   …) wins over the file;
+//! - a file that disappears after start-up: rejected (counted as an error), the settings in force
+//!   stay: an accidentally emptied ConfigMap must not silently reset thresholds mid-incident.
 //!
-//! Loading happens at start-up here; hot reload (watching the directory) builds on the same parse.
+//! [`FileConfigSource::watch`] watches the directory (the kubelet swaps a `..data` symlink; it
+//! never writes the visible files), debounces, skips content identical to the last attempt, and
+//! re-reads periodically as a safety net.
+
+mod parse;
+mod read;
+mod source;
+mod watch;
+
+pub use parse::{Parsed, env_prefix, parse};
+pub use source::FileConfigSource;
+pub use watch::{WatchHandle, WatchOptions};
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
 use gateway_ports::{
-    ConfigKind, DedupSettings, InvalidSettings, RetrySettings, SettingsCell, StormSettings,
+    Clock, ConfigSource, DedupSettings, RetrySettings, SettingsCell, StormSettings,
 };
-use serde::de::DeserializeOwned;
 
 /// One problem with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,144 +85,25 @@ impl Loaded {
     }
 }
 
-fn problems_of(file: &Path, invalid: InvalidSettings) -> Vec<FileProblem> {
-    invalid
-        .errors
-        .into_iter()
-        .map(|e| FileProblem {
-            file: file.to_owned(),
-            key: Some(e.key),
-            reason: e.reason,
-        })
-        .collect()
-}
-
-/// Parses one file's text into its raw form: YAML, every key optional, unknown keys refused.
-fn parse_raw<R: DeserializeOwned>(file: &Path, text: &str) -> Result<R, Vec<FileProblem>> {
-    let problem = |key: Option<String>, reason: String| {
-        vec![FileProblem {
-            file: file.to_owned(),
-            key,
-            reason,
-        }]
-    };
-    if text.trim().is_empty() {
-        return Err(problem(
-            None,
-            "the file is empty; leave out only the keys you want defaulted".to_owned(),
-        ));
-    }
-    let de = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let key = (path != ".").then_some(path);
-        problem(key, e.into_inner().to_string())
+/// Validates the config files of `dir` (as `gateway config check` does), reporting every problem
+/// of every file at once.
+pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigErrors> {
+    let clock: Arc<dyn Clock> = Arc::new(NoClock);
+    let source = FileConfigSource::load(dir, clock)?;
+    Ok(Loaded {
+        storm: (*source.storm()).clone(),
+        dedup: (*source.dedup()).clone(),
+        retry: (*source.retry()).clone(),
+        warnings: source.warnings(),
     })
 }
 
-/// Parses and validates `storm.yaml` text.
-pub fn parse_storm(file: &Path, text: &str) -> Result<StormSettings, Vec<FileProblem>> {
-    parse_raw::<RawStormSettings>(file, text)?
-        .validate()
-        .map_err(|e| problems_of(file, e))
-}
+/// A start-up load never stamps a reload record, so it needs no clock.
+struct NoClock;
 
-/// Parses and validates `dedup.yaml` text.
-pub fn parse_dedup(file: &Path, text: &str) -> Result<DedupSettings, Vec<FileProblem>> {
-    parse_raw::<RawDedupSettings>(file, text)?
-        .validate()
-        .map_err(|e| problems_of(file, e))
-}
-
-/// Parses and validates `retry.yaml` text.
-pub fn parse_retry(file: &Path, text: &str) -> Result<RetrySettings, Vec<FileProblem>> {
-    parse_raw::<RawRetrySettings>(file, text)?
-        .validate()
-        .map_err(|e| problems_of(file, e))
-}
-
-/// Reads one file: `Ok(None)` when it does not exist.
-fn read(file: &Path) -> Result<Option<String>, Vec<FileProblem>> {
-    match std::fs::read_to_string(file) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(vec![FileProblem {
-            file: file.to_owned(),
-            key: None,
-            reason: format!("cannot read: {e}"),
-        }]),
-    }
-}
-
-/// Loads all three settings types from `dir`, reporting every problem of every file at once.
-pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigErrors> {
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    if !dir.is_dir() {
-        warnings.push(format!(
-            "config directory {} does not exist: using built-in defaults for all settings",
-            dir.display()
-        ));
-    }
-    let mut load = |kind: ConfigKind| -> Option<String> {
-        let file = dir.join(kind.file_name());
-        match read(&file) {
-            Ok(Some(text)) => Some(text),
-            Ok(None) => {
-                if dir.is_dir() {
-                    warnings.push(format!(
-                        "{} not found: using built-in {kind} defaults",
-                        file.display()
-                    ));
-                }
-                None
-            }
-            Err(mut p) => {
-                problems.append(&mut p);
-                None
-            }
-        }
-    };
-    let (storm_text, dedup_text, retry_text) = (
-        load(ConfigKind::Storm),
-        load(ConfigKind::Dedup),
-        load(ConfigKind::Retry),
-    );
-
-    fn settle<T: Default>(
-        r: Option<Result<T, Vec<FileProblem>>>,
-        problems: &mut Vec<FileProblem>,
-    ) -> T {
-        match r {
-            Some(Ok(v)) => v,
-            Some(Err(mut p)) => {
-                problems.append(&mut p);
-                T::default()
-            }
-            None => T::default(),
-        }
-    }
-    let storm = settle(
-        storm_text.map(|t| parse_storm(&dir.join(ConfigKind::Storm.file_name()), &t)),
-        &mut problems,
-    );
-    let dedup = settle(
-        dedup_text.map(|t| parse_dedup(&dir.join(ConfigKind::Dedup.file_name()), &t)),
-        &mut problems,
-    );
-    let retry = settle(
-        retry_text.map(|t| parse_retry(&dir.join(ConfigKind::Retry.file_name()), &t)),
-        &mut problems,
-    );
-    if problems.is_empty() {
-        Ok(Loaded {
-            storm,
-            dedup,
-            retry,
-            warnings,
-        })
-    } else {
-        Err(ConfigErrors(problems))
+impl Clock for NoClock {
+    fn now(&self) -> gateway_ports::Timestamp {
+        gateway_ports::Timestamp::EPOCH
     }
 }
 
@@ -295,22 +189,5 @@ mod tests {
             errors[2]
         );
         assert!(errors[3].reason.contains("empty"), "{}", errors[3]);
-    }
-
-    #[test]
-    fn wrong_types_unknown_keys_and_bad_yaml_name_the_problem() {
-        let f = Path::new("storm.yaml");
-        let e = parse_storm(f, "rate_threshold: lots\n").unwrap_err();
-        assert_eq!(e[0].key.as_deref(), Some("rate_threshold"), "{}", e[0]);
-        let e = parse_storm(f, "rate_treshold: 3\n").unwrap_err();
-        assert!(
-            e[0].reason.contains("unknown field `rate_treshold`"),
-            "{}",
-            e[0]
-        );
-        let e = parse_storm(f, "rate_threshold: [1\n").unwrap_err();
-        assert!(e[0].reason.contains("line"), "{}", e[0]);
-        let e = parse_storm(f, "- 1\n- 2\n").unwrap_err();
-        assert_eq!(e[0].key, None, "{}", e[0]);
     }
 }

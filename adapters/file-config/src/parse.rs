@@ -1,0 +1,181 @@
+//! One settings file's text → validated settings, through figment.
+//!
+//! Layers, later ones winning: built-in defaults ← the file ← environment overrides
+//! (`GATEWAY_SETTINGS_STORM_RATE_THRESHOLD=3`, `GATEWAY_SETTINGS_DEDUP_TTL=10m`,
+//! `GATEWAY_SETTINGS_RETRY_MAX_ATTEMPTS=5`, …). A fresh figment is built for every parse, since
+//! figment reads its providers when it is built.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized};
+use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
+use gateway_ports::{ConfigKind, DedupSettings, InvalidSettings, RetrySettings, StormSettings};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::FileProblem;
+
+/// YAML through `serde_norway`, the maintained fork of `serde_yaml` (figment's own `yaml` feature
+/// pulls in the deprecated crate).
+struct Yaml;
+
+impl Format for Yaml {
+    type Error = serde_norway::Error;
+    const NAME: &'static str = "YAML";
+
+    fn from_str<T: DeserializeOwned>(string: &str) -> Result<T, Self::Error> {
+        serde_norway::from_str(string)
+    }
+}
+
+/// The environment prefix of a settings type's overrides.
+pub fn env_prefix(kind: ConfigKind) -> String {
+    format!("GATEWAY_SETTINGS_{}_", kind.as_str().to_ascii_uppercase())
+}
+
+/// Validated settings of one type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// `storm.yaml`
+    Storm(StormSettings),
+    /// `dedup.yaml`
+    Dedup(DedupSettings),
+    /// `retry.yaml`
+    Retry(RetrySettings),
+}
+
+fn problem(file: &Path, key: Option<String>, reason: impl Into<String>) -> FileProblem {
+    FileProblem {
+        file: file.to_owned(),
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn extract<R: Serialize + DeserializeOwned + Default>(
+    kind: ConfigKind,
+    file: &Path,
+    text: &str,
+) -> Result<R, Vec<FileProblem>> {
+    Figment::from(Serialized::defaults(R::default()))
+        .merge(Yaml::string(text))
+        .merge(Env::prefixed(&env_prefix(kind)))
+        .extract::<R>()
+        .map_err(|error| {
+            error
+                .into_iter()
+                .map(|e| {
+                    let from_env = e
+                        .metadata
+                        .as_ref()
+                        .is_some_and(|m| m.name.contains("environment"));
+                    let key = match &e.kind {
+                        figment::error::Kind::UnknownField(field, _) => Some(field.clone()),
+                        _ if !e.path.is_empty() => Some(e.path.join(".")),
+                        _ => None,
+                    };
+                    let mut reason = e.kind.to_string();
+                    if from_env {
+                        reason.push_str(&format!(
+                            " (set by the environment, prefix {})",
+                            env_prefix(kind)
+                        ));
+                    }
+                    problem(file, key, reason)
+                })
+                .collect()
+        })
+}
+
+fn invalid(file: &Path, invalid: InvalidSettings) -> Vec<FileProblem> {
+    invalid
+        .errors
+        .into_iter()
+        .map(|e| problem(file, Some(e.key), e.reason))
+        .collect()
+}
+
+/// Parses and validates one file's content. `file` names it in errors.
+pub fn parse(kind: ConfigKind, file: &Path, bytes: &[u8]) -> Result<Parsed, Vec<FileProblem>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| vec![problem(file, None, format!("not UTF-8 text: {e}"))])?;
+    if text.trim().is_empty() {
+        return Err(vec![problem(
+            file,
+            None,
+            "the file is empty; leave out only the keys you want defaulted",
+        )]);
+    }
+    match kind {
+        ConfigKind::Storm => extract::<RawStormSettings>(kind, file, text)?
+            .validate()
+            .map(Parsed::Storm)
+            .map_err(|e| invalid(file, e)),
+        ConfigKind::Dedup => extract::<RawDedupSettings>(kind, file, text)?
+            .validate()
+            .map(Parsed::Dedup)
+            .map_err(|e| invalid(file, e)),
+        ConfigKind::Retry => extract::<RawRetrySettings>(kind, file, text)?
+            .validate()
+            .map(Parsed::Retry)
+            .map_err(|e| invalid(file, e)),
+    }
+}
+
+/// The settings as the key → value map of their file form (for audit diffs and `/config`).
+pub fn as_map<R: Serialize>(raw: &R) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(raw) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+impl Parsed {
+    /// The file form of these settings, as a map.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            Parsed::Storm(s) => as_map(&RawStormSettings::from(s)),
+            Parsed::Dedup(s) => as_map(&RawDedupSettings::from(s)),
+            Parsed::Retry(s) => as_map(&RawRetrySettings::from(s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn storm(text: &str) -> Result<Parsed, Vec<FileProblem>> {
+        parse(ConfigKind::Storm, Path::new("storm.yaml"), text.as_bytes())
+    }
+
+    #[test]
+    fn left_out_keys_take_their_defaults() {
+        let Ok(Parsed::Storm(s)) = storm("rate_threshold: 3\n") else {
+            panic!()
+        };
+        assert_eq!(s.rate_threshold.get(), 3);
+        assert_eq!(s.max_window_duration, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = storm("rate_threshold: lots\n").unwrap_err();
+        assert_eq!(e[0].key.as_deref(), Some("rate_threshold"), "{}", e[0]);
+        let e = storm("rate_treshold: 3\n").unwrap_err();
+        assert_eq!(e[0].key.as_deref(), Some("rate_treshold"), "{}", e[0]);
+        let e = storm("rate_threshold: 0\nsampling_rate: 7\n").unwrap_err();
+        assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn broken_yaml_empty_and_binary_files_are_refused() {
+        let e = storm("rate_threshold: [1\n").unwrap_err();
+        assert!(e[0].reason.contains("line"), "{}", e[0]);
+        assert!(storm("  \n").unwrap_err()[0].reason.contains("empty"));
+        assert!(parse(ConfigKind::Storm, Path::new("storm.yaml"), b"\xff\xfe").is_err());
+    }
+}
