@@ -18,9 +18,11 @@ lint:
 fmt:
     cargo fmt --all
 
-# Run the benchmarks (criterion); reports land in target/criterion
+# Run the benchmarks: request path, settings reads (criterion) and hot-reload latency/throughput
 bench:
     cargo bench -p gateway-tests --bench pipeline
+    cargo bench -p gateway-tests --bench settings_read
+    cargo bench -p gateway-tests --bench hot_reload
 
 # Validate a config directory offline, like the ConfigMap's own CI would
 check-config DIR="deploy/config":

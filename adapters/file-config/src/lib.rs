@@ -22,7 +22,7 @@ mod read;
 mod source;
 mod watch;
 
-pub use parse::{Parsed, env_prefix, parse};
+pub use parse::{ENV_BASE, env_prefix};
 pub use source::FileConfigSource;
 pub use watch::{WatchHandle, WatchOptions};
 
@@ -30,9 +30,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gateway_ports::{
-    Clock, ConfigSource, DedupSettings, RetrySettings, SettingsCell, StormSettings,
-};
+use gateway_ports::{Clock, ConfigSource, DedupSettings, RetrySettings, StormSettings};
 
 /// One problem with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,13 +74,6 @@ pub struct Loaded {
     pub retry: RetrySettings,
     /// Files that were missing (defaults used), in words.
     pub warnings: Vec<String>,
-}
-
-impl Loaded {
-    /// A `ConfigSource` holding these settings.
-    pub fn into_source(self) -> SettingsCell {
-        SettingsCell::new(self.storm, self.dedup, self.retry)
-    }
 }
 
 /// Validates the config files of `dir` (as `gateway config check` does), reporting every problem

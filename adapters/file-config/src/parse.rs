@@ -29,9 +29,16 @@ impl Format for Yaml {
     }
 }
 
-/// The environment prefix of a settings type's overrides.
+/// The start of every environment override's name.
+pub const ENV_BASE: &str = "GATEWAY_SETTINGS_";
+
+/// The environment prefix of a settings type's overrides (`GATEWAY_SETTINGS_STORM_`).
 pub fn env_prefix(kind: ConfigKind) -> String {
-    format!("GATEWAY_SETTINGS_{}_", kind.as_str().to_ascii_uppercase())
+    prefix_under(ENV_BASE, kind)
+}
+
+fn prefix_under(base: &str, kind: ConfigKind) -> String {
+    format!("{base}{}_", kind.as_str().to_ascii_uppercase())
 }
 
 /// Validated settings of one type.
@@ -57,10 +64,12 @@ fn extract<R: Serialize + DeserializeOwned + Default>(
     kind: ConfigKind,
     file: &Path,
     text: &str,
+    env_base: &str,
 ) -> Result<R, Vec<FileProblem>> {
+    let prefix = prefix_under(env_base, kind);
     Figment::from(Serialized::defaults(R::default()))
         .merge(Yaml::string(text))
-        .merge(Env::prefixed(&env_prefix(kind)))
+        .merge(Env::prefixed(&prefix))
         .extract::<R>()
         .map_err(|error| {
             error
@@ -98,6 +107,16 @@ fn invalid(file: &Path, invalid: InvalidSettings) -> Vec<FileProblem> {
 
 /// Parses and validates one file's content. `file` names it in errors.
 pub fn parse(kind: ConfigKind, file: &Path, bytes: &[u8]) -> Result<Parsed, Vec<FileProblem>> {
+    parse_with_env(kind, file, bytes, ENV_BASE)
+}
+
+/// [`parse`], with environment overrides read under `env_base` instead of [`ENV_BASE`].
+fn parse_with_env(
+    kind: ConfigKind,
+    file: &Path,
+    bytes: &[u8],
+    env_base: &str,
+) -> Result<Parsed, Vec<FileProblem>> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| vec![problem(file, None, format!("not UTF-8 text: {e}"))])?;
     if text.trim().is_empty() {
@@ -108,15 +127,15 @@ pub fn parse(kind: ConfigKind, file: &Path, bytes: &[u8]) -> Result<Parsed, Vec<
         )]);
     }
     match kind {
-        ConfigKind::Storm => extract::<RawStormSettings>(kind, file, text)?
+        ConfigKind::Storm => extract::<RawStormSettings>(kind, file, text, env_base)?
             .validate()
             .map(Parsed::Storm)
             .map_err(|e| invalid(file, e)),
-        ConfigKind::Dedup => extract::<RawDedupSettings>(kind, file, text)?
+        ConfigKind::Dedup => extract::<RawDedupSettings>(kind, file, text, env_base)?
             .validate()
             .map(Parsed::Dedup)
             .map_err(|e| invalid(file, e)),
-        ConfigKind::Retry => extract::<RawRetrySettings>(kind, file, text)?
+        ConfigKind::Retry => extract::<RawRetrySettings>(kind, file, text, env_base)?
             .validate()
             .map(Parsed::Retry)
             .map_err(|e| invalid(file, e)),
@@ -169,6 +188,32 @@ mod tests {
         assert_eq!(e[0].key.as_deref(), Some("rate_treshold"), "{}", e[0]);
         let e = storm("rate_threshold: 0\nsampling_rate: 7\n").unwrap_err();
         assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's signature
+    fn the_environment_overrides_the_file_and_its_errors_say_so() {
+        // A prefix of its own, so tests running in parallel never see these variables.
+        let storm = |text: &str| {
+            parse_with_env(
+                ConfigKind::Storm,
+                Path::new("storm.yaml"),
+                text.as_bytes(),
+                "ENV_OVERRIDE_TEST_",
+            )
+        };
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENV_OVERRIDE_TEST_STORM_RATE_THRESHOLD", 42);
+            let Ok(Parsed::Storm(s)) = storm("rate_threshold: 3\npattern_threshold: 7\n") else {
+                panic!()
+            };
+            assert_eq!((s.rate_threshold.get(), s.pattern_threshold.get()), (42, 7));
+            jail.set_env("ENV_OVERRIDE_TEST_STORM_RATE_THRESHOLD", "many");
+            let e = storm("rate_threshold: 3\n").unwrap_err();
+            assert_eq!(e[0].key.as_deref(), Some("rate_threshold"), "{}", e[0]);
+            assert!(e[0].reason.contains("environment"), "{}", e[0]);
+            Ok(())
+        });
     }
 
     #[test]
