@@ -5,9 +5,13 @@
 run *ARGS:
     cargo run -p gateway -- --listen 127.0.0.1:8080 --config-dir deploy/config {{ARGS}}
 
-# Run every test: unit, property, integration (the README's test command)
-test:
-    cargo test --workspace
+# Run every test: unit, property, integration (the README's test command; builds the Redis image)
+test *ARGS: redis-image
+    scripts/test.sh {{ARGS}}
+
+# Build the Redis image the tests run (kubernaut-test/redis:local, from Debian's redis-server; nothing pulled)
+redis-image:
+    bash tests/images/redis/build.sh
 
 # Lint: formatting check and clippy with warnings as errors
 lint:

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with config directories.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -74,6 +74,16 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Redis for dedup state shared by every replica (`redis://host:6379/0`,
+    /// `redis+unix:///run/redis.sock`). Without it, dedup is in memory, per replica.
+    #[arg(long, env = "GATEWAY_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// File holding the Redis password (a mounted Secret); `GATEWAY_REDIS_PASSWORD` also works.
+    #[arg(long, env = "GATEWAY_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<std::path::PathBuf>,
+    /// Longest wait for one Redis command.
+    #[arg(long, env = "GATEWAY_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
     /// Fingerprints the in-memory dedup store holds at most.
     #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
     pub dedup_capacity: usize,

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub remediation_pending_writes: IntGauge,
     /// Dedup store failures.
     pub dedup_store_errors: IntCounter,
+    /// Signals answered 503 (not recorded: the sender resends), by reason.
+    pub signals_unrecorded: IntCounterVec,
+    /// 1 while Redis answers its health check (0 without Redis configured, or during an outage).
+    pub redis_available: IntGauge,
     /// HTTP request durations, by method, route and status.
     pub http_request_duration: HistogramVec,
     /// Time spent writing one RemediationRequest, retries included.
@@ -252,6 +256,17 @@ impl Metrics {
                 &r,
                 "gateway_remediation_pending_writes",
                 "RemediationRequest writes waiting to be retried in the background",
+            ),
+            signals_unrecorded: counter_vec(
+                &r,
+                "gateway_signals_unrecorded_total",
+                "Signals answered 503 so that the sender resends them, by reason",
+                &["reason"],
+            ),
+            redis_available: gauge(
+                &r,
+                "gateway_redis_available",
+                "1 while Redis answers its health check",
             ),
             dedup_store_errors: counter(
                 &r,

@@ -249,6 +249,10 @@ impl Gateway {
             .await
             .map_err(|e| {
                 self.metrics.dedup_store_errors.inc();
+                self.metrics
+                    .signals_unrecorded
+                    .with_label_values(&["dedup_store"])
+                    .inc();
                 tracing::error!(error = %e, alert = %signal.name, "dedup store failed");
                 Unrecorded {
                     alert: signal.name.clone(),
@@ -300,6 +304,10 @@ impl Gateway {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, alert = %signal.name, "RemediationRequest not written; answering 503 so the sender retries");
+                        self.metrics
+                            .signals_unrecorded
+                            .with_label_values(&["write"])
+                            .inc();
                         if let Err(release) = self.dedup.release(&signal.fingerprint).await {
                             // The resend will read as a duplicate until the TTL ends; say so loudly.
                             tracing::error!(error = %release, fingerprint = %signal.fingerprint, "could not release the dedup window of an unwritten signal");

@@ -9,6 +9,7 @@ use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
+use gateway_adapter_redis::{RedisDedupStore, RedisOptions, redacted};
 use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
 use gateway_storm::{StormDetector, WindowCapacity};
 use tokio::net::TcpListener;
@@ -45,7 +46,8 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     let config: Arc<dyn ConfigSource> = source.clone();
     let capacity =
         NonZeroUsize::new(args.dedup_capacity).context("--dedup-capacity must be at least 1")?;
-    let dedup_store: Arc<dyn DedupStore> = Arc::new(MemoryDedupStore::new(capacity));
+    let metrics = Metrics::new();
+    let dedup_store = dedup_store(args, capacity, &metrics)?;
     let writer: Arc<dyn RemediationWriter> = Arc::new(
         DirectoryWriter::new(&args.remediation_dir).with_context(|| {
             format!(
@@ -59,7 +61,6 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     tracing::info!(
         dedup = "in-memory", sink = "directory", remediation_dir = %args.remediation_dir.display(),
         config_dir = %args.config_dir.display(), "gateway assembled on embedded defaults");
-    let metrics = Metrics::new();
     metrics.init_config(&source.status());
     let observed = metrics.clone();
     source.on_reload(Box::new(move |record| observed.observe_reload(record)));
@@ -76,6 +77,39 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
         gateway,
         config: source,
     })
+}
+
+/// The dedup store the static settings name: Redis when `--redis-url` is set, else in memory.
+fn dedup_store(
+    args: &ServeArgs,
+    capacity: NonZeroUsize,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<dyn DedupStore>> {
+    let Some(url) = &args.redis_url else {
+        return Ok(Arc::new(MemoryDedupStore::new(capacity)));
+    };
+    let password = match &args.redis_password_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the Redis password file {}", file.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => std::env::var("GATEWAY_REDIS_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    };
+    let options = RedisOptions {
+        password,
+        command_timeout: args.redis_timeout,
+        ..RedisOptions::new(url.clone())
+    };
+    let store = Arc::new(RedisDedupStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
+    // The gauge follows every command and health check, outage or not.
+    let gauge = metrics.redis_available.clone();
+    store.on_availability(move |up| gauge.set(i64::from(up)));
+    tracing::info!(server = %redacted(url), "dedup state in Redis, shared by every replica");
+    Ok(store)
 }
 
 /// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the

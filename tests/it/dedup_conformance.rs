@@ -13,13 +13,17 @@ fn fp(n: u64) -> Fingerprint {
 const TTL: Duration = Duration::from_secs(300);
 const T0: Timestamp = Timestamp::from_secs(1_764_090_000);
 
-/// The suite. `fresh` builds an empty store for each case.
-pub async fn conformance<S: DedupStore + 'static>(fresh: impl Fn() -> S) {
-    first_then_duplicates_with_rising_counts(&fresh()).await;
-    forget_ends_the_window(&fresh()).await;
-    exactly_one_first_among_concurrent_callers(Arc::new(fresh())).await;
-    a_window_ends_after_its_ttl(&fresh()).await;
-    fingerprints_are_independent(&fresh()).await;
+/// The suite. `fresh` builds an empty, ready store for each case.
+pub async fn conformance<S, F>(fresh: impl Fn() -> F)
+where
+    S: DedupStore + 'static,
+    F: std::future::Future<Output = S>,
+{
+    first_then_duplicates_with_rising_counts(&fresh().await).await;
+    forget_ends_the_window(&fresh().await).await;
+    exactly_one_first_among_concurrent_callers(Arc::new(fresh().await)).await;
+    a_window_ends_after_its_ttl(&fresh().await).await;
+    fingerprints_are_independent(&fresh().await).await;
 }
 
 async fn first_then_duplicates_with_rising_counts(store: &dyn DedupStore) {
@@ -117,5 +121,5 @@ async fn fingerprints_are_independent(store: &dyn DedupStore) {
 
 #[tokio::test]
 async fn the_memory_store_honours_the_dedup_store_contract() {
-    conformance(|| MemoryDedupStore::new(10_000.try_into().unwrap())).await;
+    conformance(|| async { MemoryDedupStore::new(10_000.try_into().unwrap()) }).await;
 }

@@ -11,4 +11,6 @@ mod hot_reload;
 mod http_api;
 mod pipeline;
 mod purity;
+mod redis_container;
+mod redis_store;
 mod reload_under_load;

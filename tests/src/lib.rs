@@ -4,6 +4,7 @@
 #![allow(missing_debug_implementations)] // test support holding trait objects
 
 pub mod kubelet;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,408 @@
+//! The Redis dedup store against a real Redis (testcontainers): the `DedupStore` contract, TTLs
+//! from hot-reloaded settings, replicas sharing one Redis, and an outage under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gateway::cli::Cli;
+use gateway::http::AppState;
+use gateway_adapter_memory::SystemClock;
+use gateway_adapter_redis::{RedisDedupStore, RedisOptions};
+use gateway_ports::{ConfigControl, ConfigKind, ConfigSource, DedupStore, Fingerprint, Timestamp};
+use gateway_tests::redis::TestRedis;
+use gateway_tests::{alert, read_remediations, webhook};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::dedup_conformance::conformance;
+
+/// A store on `url` under its own key prefix, once it is connected.
+async fn connected(url: &str) -> RedisDedupStore {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = format!("test{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    let store = RedisDedupStore::new(RedisOptions {
+        key_prefix: prefix,
+        ..RedisOptions::new(url)
+    })
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while store.check().await.is_err() {
+        assert!(Instant::now() < until, "Redis at {url} not reachable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_honours_the_dedup_store_contract() {
+    let redis = TestRedis::start().await;
+    conformance(|| connected(&redis.url)).await;
+}
+
+/// A gateway on Redis, over a socket, with its config directory.
+struct Replica {
+    url: String,
+    config: Arc<gateway_adapter_file_config::FileConfigSource>,
+    gateway: Arc<gateway::pipeline::Gateway>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Replica {
+    async fn start(
+        redis_url: &str,
+        config_dir: &std::path::Path,
+        out: std::path::PathBuf,
+    ) -> Replica {
+        let args = Cli::try_parse_from([
+            "gateway",
+            "--config-dir",
+            config_dir.to_str().unwrap(),
+            "--remediation-dir",
+            out.to_str().unwrap(),
+            "--redis-url",
+            redis_url,
+            "--shutdown-delay",
+            "0s",
+        ])
+        .unwrap()
+        .serve;
+        let assembled = gateway::serve::build(&args, Arc::new(SystemClock)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let control: Arc<dyn ConfigControl> = assembled.config.clone();
+        let state = AppState {
+            gateway: assembled.gateway.clone(),
+            control: Some(control),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            gateway::serve::serve(state, listener, &args, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let replica = Replica {
+            url,
+            config: assembled.config,
+            gateway: assembled.gateway,
+            stop: Some(stop),
+            server: Some(server),
+        };
+        let client = reqwest::Client::new();
+        let until = Instant::now() + Duration::from_secs(10);
+        while client
+            .get(format!("{}/readyz", replica.url))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            != Some(reqwest::StatusCode::OK)
+        {
+            assert!(Instant::now() < until, "replica never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        replica
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> reqwest::Result<(reqwest::StatusCode, Value)> {
+    let response = client
+        .post(format!("{base}/api/v1/signals/prometheus"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_sharing_redis_create_one_remediation_per_alert_burst() {
+    let redis = TestRedis::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas
+            .push(Replica::start(&redis.url, &root.path().join("no-config"), out.clone()).await);
+    }
+    // Two Alertmanager replicas × three gateways: the same alert, 30 times, to all of them at once.
+    let client = reqwest::Client::new();
+    let body = webhook(vec![alert(
+        "KubePodCrashLooping",
+        "prod",
+        "api-0",
+        "firing",
+    )]);
+    let mut sends = Vec::new();
+    for i in 0..30 {
+        let (client, base, body) = (client.clone(), replicas[i % 3].url.clone(), body.clone());
+        sends.push(tokio::spawn(async move {
+            post(&client, &base, &body).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        assert!(status.is_success(), "{status} {body}");
+        created += usize::from(body["outcomes"][0]["outcome"] == "created");
+    }
+    assert_eq!(created, 1, "exactly one replica created it");
+    assert_eq!(read_remediations(&out).len(), 1);
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
+    let redis = TestRedis::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let config_dir = root.path().join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join("dedup.yaml"), "ttl: 5m\n").unwrap();
+    let replica = Replica::start(&redis.url, &config_dir, root.path().join("out")).await;
+    let client = reqwest::Client::new();
+    post(
+        &client,
+        &replica.url,
+        &webhook(vec![alert("Before", "prod", "p", "firing")]),
+    )
+    .await
+    .unwrap();
+
+    std::fs::write(config_dir.join("dedup.yaml"), "ttl: 42s\n").unwrap();
+    let records = replica.config.reload_now();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(replica.config.dedup().ttl.get(), Duration::from_secs(42));
+    post(
+        &client,
+        &replica.url,
+        &webhook(vec![alert("After", "prod", "p", "firing")]),
+    )
+    .await
+    .unwrap();
+
+    let mut connection = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl_of = |name: &str| {
+        let fp = gateway_signal::fingerprint(name, "prod", "Pod", "p");
+        format!("kubernaut:gateway:dedup:{{{}}}", fp.as_str())
+    };
+    let before: i64 = redis::cmd("PTTL")
+        .arg(ttl_of("Before"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let after: i64 = redis::cmd("PTTL")
+        .arg(ttl_of("After"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        before > 290_000,
+        "the key written before keeps its 5m TTL: {before}"
+    );
+    assert!(
+        (40_000..=42_000).contains(&after),
+        "the key written after has the new 42s TTL: {after}"
+    );
+    assert_eq!(replica.gateway.config().generation(ConfigKind::Dedup), 1);
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_under_load_loses_no_accepted_alert_and_heals_by_itself() {
+    let redis = TestRedis::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let replica = Replica::start(&redis.url, &root.path().join("no-config"), out.clone()).await;
+    let client = reqwest::Client::new();
+
+    // Senders post unique alerts; each one answered 2xx must end up as a RemediationRequest.
+    let running = Arc::new(AtomicBool::new(true));
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..2)
+        .map(|s| {
+            let (running, accepted, refused, client, base) = (
+                running.clone(),
+                accepted.clone(),
+                refused.clone(),
+                client.clone(),
+                replica.url.clone(),
+            );
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while running.load(Ordering::SeqCst) {
+                    let name = format!("Outage{s}x{i}");
+                    match post(
+                        &client,
+                        &base,
+                        &webhook(vec![alert(&name, "prod", "p", "firing")]),
+                    )
+                    .await
+                    {
+                        Ok((status, _)) if status.is_success() => {
+                            accepted.lock().unwrap().push(name)
+                        }
+                        Ok((status, _)) => {
+                            assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+                            refused.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => panic!("transport error: {e}"),
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+
+    let metric = |gateway: &gateway::pipeline::Gateway| {
+        gateway
+            .metrics()
+            .render()
+            .lines()
+            .find(|l| l.starts_with("gateway_redis_available "))
+            .map(str::to_owned)
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metric(&replica.gateway).as_deref(),
+        Some("gateway_redis_available 1")
+    );
+
+    redis.stop().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = client
+            .get(format!("{}/readyz", replica.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if ready == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            && metric(&replica.gateway).as_deref() == Some("gateway_redis_available 0")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "readiness and the gauge must tell the truth during the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.start_again().await;
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = client
+            .get(format!("{}/readyz", replica.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if ready == reqwest::StatusCode::OK
+            && metric(&replica.gateway).as_deref() == Some("gateway_redis_available 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the gateway recovers by itself within seconds"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused_during = refused.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::SeqCst);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(
+        refused_during > 0,
+        "the outage was felt: requests were answered 503"
+    );
+    let written: std::collections::BTreeSet<String> = read_remediations(&out)
+        .iter()
+        .map(|d| d["spec"]["signalName"].as_str().unwrap().to_owned())
+        .collect();
+    let accepted = accepted.lock().unwrap().clone();
+    let lost: Vec<&String> = accepted
+        .iter()
+        .filter(|name| !written.contains(*name))
+        .collect();
+    assert!(lost.is_empty(), "accepted but not written: {lost:?}");
+    eprintln!(
+        "{} accepted, {} refused with 503 during the outage",
+        accepted.len(),
+        refused.load(Ordering::SeqCst)
+    );
+    let metrics = replica.gateway.metrics().render();
+    assert!(
+        metrics.contains("gateway_signals_unrecorded_total{reason=\"dedup_store\"}"),
+        "{metrics}"
+    );
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
+    let redis = TestRedis::start().await;
+    let store = connected(&redis.url).await;
+    let fp = Fingerprint::from_hex(&"b".repeat(64)).unwrap();
+    for _ in 0..3 {
+        store
+            .record(&fp, Duration::from_secs(60), Timestamp::from_secs(1))
+            .await
+            .unwrap();
+    }
+    let mut connection = store
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].ends_with(&format!(":dedup:{{{}}}", "b".repeat(64))),
+        "{keys:?}"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+    let count: u64 = redis::cmd("HGET")
+        .arg(&keys[0])
+        .arg("c")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(count, 3);
+}
