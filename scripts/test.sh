@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command): builds the Redis test image when needed,
 # then `cargo test --workspace` with any extra arguments, e.g.
-#   scripts/test.sh -p gateway-tests --test it redis_container
+#   scripts/test.sh --locked
+#   scripts/test.sh -p gateway-tests --test it redis_container   (packages named: no --workspace)
 #
 # The Redis tests run GATEWAY_TEST_REDIS_IMAGE. Unset, this script builds the local image
 # kubernaut-test/redis:local from Debian's redis-server package (tests/images/redis/build.sh:
@@ -15,4 +16,12 @@ if [ -z "${GATEWAY_TEST_REDIS_IMAGE:-}" ]; then
   export GATEWAY_TEST_REDIS_IMAGE=kubernaut-test/redis:local
 fi
 
-exec cargo test --workspace "$@"
+# The whole workspace, unless the arguments choose packages (`-p gateway-tests`).
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in
+    -p | -p* | --package | --package=*) scope=() ;;
+  esac
+done
+
+exec cargo test "${scope[@]}" "$@"

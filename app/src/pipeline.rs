@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
-use gateway_ports::{Clock, ConfigSource, DedupStore, Settings, Signal, Written};
-use gateway_storm::{Aggregate, Closure, Decision, StormDetector};
+use gateway_ports::{
+    Clock, ConfigSource, DedupStore, Settings, Signal, StormCounter, StormCounts, Written,
+};
+use gateway_storm::{Aggregate, Closure, Decision, PATTERN_WINDOW, RATE_WINDOW, StormDetector};
 use serde::Serialize;
 
 use crate::metrics::Metrics;
@@ -123,6 +125,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     dedup: Deduplicator<dyn DedupStore>,
     storms: Mutex<StormDetector>,
+    storm_counter: Option<Arc<dyn StormCounter>>,
     writer: RetryingWriter,
     metrics: Metrics,
     fallback_namespace: String,
@@ -153,6 +156,8 @@ pub struct Parts {
     pub writer: Arc<dyn gateway_ports::RemediationWriter>,
     /// The storm detector (its window capacity chosen by the caller).
     pub storms: StormDetector,
+    /// Storm counts shared by every replica (Redis); `None`: each replica counts its own.
+    pub storm_counter: Option<Arc<dyn StormCounter>>,
     /// Metrics.
     pub metrics: Metrics,
     /// Namespace for RemediationRequests of cluster-scoped signals.
@@ -174,6 +179,7 @@ impl Gateway {
             clock: parts.clock,
             dedup: Deduplicator::new(parts.dedup_store),
             storms: Mutex::new(parts.storms),
+            storm_counter: parts.storm_counter,
             metrics: parts.metrics,
             fallback_namespace: parts.fallback_namespace,
             aggregate_versions: tokio::sync::Mutex::new(HashMap::new()),
@@ -280,9 +286,20 @@ impl Gateway {
         window_start: gateway_ports::Timestamp,
         settings: &Settings,
     ) -> Result<AlertOutcome, Unrecorded> {
+        let counts = match &self.storm_counter {
+            Some(counter) => Some(
+                self.shared_counts(counter.as_ref(), signal, settings)
+                    .await?,
+            ),
+            None => None,
+        };
         let observation = {
             let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
-            let observation = storms.observe(signal, &settings.storm, signal.received_time);
+            let now = signal.received_time;
+            let observation = match counts {
+                Some(counts) => storms.observe_counted(signal, counts, &settings.storm, now),
+                None => storms.observe(signal, &settings.storm, now),
+            };
             self.update_storm_gauges(&storms);
             observation
         };
@@ -355,6 +372,43 @@ impl Gateway {
             Decision::SampledOut { aggregate } => {
                 self.metrics.storm_sampled_out.inc();
                 Ok(self.aggregate_outcome(signal, &aggregate, Outcome::SampledOut, false))
+            }
+        }
+    }
+
+    /// Counts the signal where every replica sees it. On failure the signal's dedup window is
+    /// released and the request fails, so the resend is treated as new.
+    async fn shared_counts(
+        &self,
+        counter: &dyn StormCounter,
+        signal: &Signal,
+        settings: &Settings,
+    ) -> Result<StormCounts, Unrecorded> {
+        match counter
+            .count(
+                &signal.name,
+                &signal.resource,
+                signal.received_time,
+                RATE_WINDOW,
+                PATTERN_WINDOW,
+            )
+            .await
+        {
+            Ok(counts) => Ok(counts),
+            Err(e) => {
+                tracing::error!(error = %e, alert = %signal.name, "storm counter failed");
+                self.metrics
+                    .signals_unrecorded
+                    .with_label_values(&["storm_counter"])
+                    .inc();
+                if let Err(release) = self.dedup.release(&signal.fingerprint).await {
+                    tracing::error!(error = %release, fingerprint = %signal.fingerprint, "could not release the dedup window of an unrecorded signal");
+                }
+                Err(Unrecorded {
+                    alert: signal.name.clone(),
+                    reason: "storm counter unavailable".to_owned(),
+                    retry_after: settings.retry.max_backoff.max(Duration::from_secs(1)),
+                })
             }
         }
     }

@@ -10,7 +10,9 @@ use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
 use gateway_adapter_redis::{RedisDedupStore, RedisOptions, redacted};
-use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
+use gateway_ports::{
+    Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter, StormCounter,
+};
 use gateway_storm::{StormDetector, WindowCapacity};
 use tokio::net::TcpListener;
 
@@ -47,7 +49,7 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     let capacity =
         NonZeroUsize::new(args.dedup_capacity).context("--dedup-capacity must be at least 1")?;
     let metrics = Metrics::new();
-    let dedup_store = dedup_store(args, capacity, &metrics)?;
+    let (dedup_store, storm_counter) = stores(args, capacity, &metrics)?;
     let writer: Arc<dyn RemediationWriter> = Arc::new(
         DirectoryWriter::new(&args.remediation_dir).with_context(|| {
             format!(
@@ -70,6 +72,7 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
         dedup_store,
         writer,
         storms: StormDetector::new(window_capacity),
+        storm_counter,
         metrics,
         fallback_namespace: args.fallback_namespace.clone(),
     }));
@@ -79,14 +82,18 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     })
 }
 
-/// The dedup store the static settings name: Redis when `--redis-url` is set, else in memory.
-fn dedup_store(
+/// Storm counts shared by every replica, when there is somewhere to share them.
+type SharedCounter = Option<Arc<dyn StormCounter>>;
+
+/// The dedup store and storm counter the static settings name: Redis (shared by every replica)
+/// when `--redis-url` is set, else the in-memory store and the detector's own counts.
+fn stores(
     args: &ServeArgs,
     capacity: NonZeroUsize,
     metrics: &Metrics,
-) -> anyhow::Result<Arc<dyn DedupStore>> {
+) -> anyhow::Result<(Arc<dyn DedupStore>, SharedCounter)> {
     let Some(url) = &args.redis_url else {
-        return Ok(Arc::new(MemoryDedupStore::new(capacity)));
+        return Ok((Arc::new(MemoryDedupStore::new(capacity)), None));
     };
     let password = match &args.redis_password_file {
         Some(file) => Some(
@@ -108,8 +115,8 @@ fn dedup_store(
     // The gauge follows every command and health check, outage or not.
     let gauge = metrics.redis_available.clone();
     store.on_availability(move |up| gauge.set(i64::from(up)));
-    tracing::info!(server = %redacted(url), "dedup state in Redis, shared by every replica");
-    Ok(store)
+    tracing::info!(server = %redacted(url), "dedup state and storm counts in Redis, shared by every replica");
+    Ok((store.clone(), Some(store)))
 }
 
 /// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the

@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod remediation;
 pub mod settings;
 pub mod signal;
+pub mod storm;
 pub mod time;
 
 pub use config::{
@@ -25,6 +26,7 @@ pub use settings::{
     Ttl,
 };
 pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
+pub use storm::{StormCounter, StormCounts};
 pub use time::{Clock, Timestamp};
 
 #[cfg(feature = "mocks")]
@@ -33,5 +35,7 @@ pub use config::MockConfigSource;
 pub use dedup::MockDedupStore;
 #[cfg(feature = "mocks")]
 pub use remediation::MockRemediationWriter;
+#[cfg(feature = "mocks")]
+pub use storm::MockStormCounter;
 #[cfg(feature = "mocks")]
 pub use time::MockClock;

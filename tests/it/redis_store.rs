@@ -170,6 +170,64 @@ async fn three_replicas_sharing_redis_create_one_remediation_per_alert_burst() {
     }
 }
 
+/// Sends one alert per pod, in order, round-robin over `replicas`; returns each outcome.
+async fn storm_outcomes(client: &reqwest::Client, replicas: &[&str], pods: usize) -> Vec<String> {
+    let mut outcomes = Vec::new();
+    for i in 0..pods {
+        let body = webhook(vec![alert(
+            "SharedStorm",
+            "prod",
+            &format!("web-{i}"),
+            "firing",
+        )]);
+        let (status, body) = post(client, replicas[i % replicas.len()], &body)
+            .await
+            .unwrap();
+        assert!(status.is_success(), "{status} {body}");
+        outcomes.push(body["outcomes"][0]["outcome"].as_str().unwrap().to_owned());
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_detect_a_storm_at_the_same_threshold_as_one() {
+    let client = reqwest::Client::new();
+    let mut runs = Vec::new();
+    for replica_count in [1, 3] {
+        let redis = TestRedis::start().await;
+        let root = tempfile::tempdir().unwrap();
+        let mut replicas = Vec::new();
+        for _ in 0..replica_count {
+            replicas.push(
+                Replica::start(
+                    &redis.url,
+                    &root.path().join("no-config"),
+                    root.path().join("out"),
+                )
+                .await,
+            );
+        }
+        let urls: Vec<&str> = replicas.iter().map(|r| r.url.as_str()).collect();
+        // Defaults: a pattern storm is more than 5 distinct pods of one alert name in 2 minutes.
+        runs.push(storm_outcomes(&client, &urls, 8).await);
+        for replica in replicas {
+            replica.stop().await;
+        }
+    }
+    assert_eq!(
+        runs[0][..6],
+        [
+            "created", "created", "created", "created", "created", "buffered"
+        ]
+    );
+    assert_eq!(
+        runs[1][..6],
+        runs[0][..6],
+        "three replicas see the storm at the same signal as one"
+    );
+    assert!(runs[1][5..].iter().all(|o| o != "created"), "{:?}", runs[1]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
     let redis = TestRedis::start().await;
@@ -405,4 +463,78 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
         .await
         .unwrap();
     assert_eq!(count, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_counts_in_redis_follow_the_windows_of_the_domain() {
+    use gateway_ports::{ResourceRef, StormCounter, StormCounts};
+    use gateway_storm::{PATTERN_WINDOW, RATE_WINDOW};
+
+    let redis = TestRedis::start().await;
+    let store = connected(&redis.url).await;
+    let pod = |name: &str| ResourceRef {
+        kind: "Pod".into(),
+        name: name.into(),
+        namespace: "prod".into(),
+    };
+    let t0 = Timestamp::from_secs(1_764_090_000);
+    let count = |resource: ResourceRef, at: Timestamp| {
+        let store = &store;
+        async move {
+            store
+                .count("Disk", &resource, at, RATE_WINDOW, PATTERN_WINDOW)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count(pod("a"), t0).await,
+        StormCounts {
+            rate: 1,
+            distinct_resources: 1
+        }
+    );
+    assert_eq!(
+        count(pod("a"), t0 + Duration::from_secs(1)).await,
+        StormCounts {
+            rate: 2,
+            distinct_resources: 1
+        }
+    );
+    assert_eq!(
+        count(pod("b"), t0 + Duration::from_secs(2)).await,
+        StormCounts {
+            rate: 3,
+            distinct_resources: 2
+        }
+    );
+    // Exactly 60 s after the first signal: it no longer counts for the rate; the pod still does.
+    assert_eq!(
+        count(pod("c"), t0 + Duration::from_secs(60)).await,
+        StormCounts {
+            rate: 3,
+            distinct_resources: 3
+        }
+    );
+    // 120 s after pod a's last signal: pod a has left the pattern window.
+    let late = t0 + Duration::from_secs(121);
+    assert_eq!(
+        count(pod("d"), late).await,
+        StormCounts {
+            rate: 1,
+            distinct_resources: 3
+        }
+    );
+    // Another alert name is counted apart.
+    let other = store
+        .count("Other", &pod("a"), late, RATE_WINDOW, PATTERN_WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        other,
+        StormCounts {
+            rate: 1,
+            distinct_resources: 1
+        }
+    );
 }

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_ports::{DedupStore, Fingerprint, Seen, StoreError, Timestamp};
+use gateway_ports::{
+    DedupStore, Fingerprint, ResourceRef, Seen, StoreError, StormCounter, StormCounts, Timestamp,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, IntoConnectionInfo, Script};
 use tokio::sync::OnceCell;
@@ -124,13 +126,35 @@ impl Health {
     }
 }
 
-/// The dedup store on Redis.
+/// The script that records one storm signal and counts: `{rate, distinct_resources}`.
+/// KEYS: the alert name's signal log and resource set (one hash tag). ARGV: now (ms), rate window
+/// (ms), pattern window (ms), resource, a member unique to this signal.
+const STORM: &str = r"
+local now = tonumber(ARGV[1])
+local rate_window = tonumber(ARGV[2])
+local pattern_window = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - rate_window)
+if redis.call('ZCARD', KEYS[1]) > 10000 then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -10001)
+end
+redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - pattern_window)
+redis.call('PEXPIRE', KEYS[1], rate_window)
+redis.call('PEXPIRE', KEYS[2], pattern_window)
+return {redis.call('ZCOUNT', KEYS[1], '(' .. (now - rate_window), '+inf'), redis.call('ZCARD', KEYS[2])}
+";
+
+/// The dedup store on Redis; the same connection serves the storm counters.
 pub struct RedisDedupStore {
     client: Client,
     options: RedisOptions,
     connection: Arc<OnceCell<ConnectionManager>>,
     available: Arc<Health>,
     record: Script,
+    storm: Script,
+    /// Makes each storm signal's log member unique across concurrent calls of this process.
+    sequence: std::sync::atomic::AtomicU64,
     monitor: tokio::task::JoinHandle<()>,
 }
 
@@ -183,6 +207,8 @@ impl RedisDedupStore {
             connection,
             available,
             record: Script::new(RECORD),
+            storm: Script::new(STORM),
+            sequence: std::sync::atomic::AtomicU64::new(0),
             monitor,
         })
     }
@@ -364,6 +390,50 @@ impl DedupStore for RedisDedupStore {
                 source: None,
             })
         }
+    }
+}
+
+#[async_trait]
+impl StormCounter for RedisDedupStore {
+    async fn count(
+        &self,
+        alert_name: &str,
+        resource: &ResourceRef,
+        now: Timestamp,
+        rate_window: Duration,
+        pattern_window: Duration,
+    ) -> Result<StormCounts, StoreError> {
+        let mut manager = self.manager()?;
+        let tag = format!("{}:storm:{{{alert_name}}}", self.options.key_prefix);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Unique across replicas too: process id, a local sequence, and the time.
+        let member = format!(
+            "{}:{}:{}",
+            now.as_millis(),
+            std::process::id(),
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut invocation = self.storm.key(format!("{tag}:signals"));
+        invocation
+            .key(format!("{tag}:resources"))
+            .arg(now.as_millis())
+            .arg(millis(rate_window))
+            .arg(millis(pattern_window))
+            .arg(format!(
+                "{}/{}/{}",
+                resource.namespace, resource.kind, resource.name
+            ))
+            .arg(member);
+        let (rate, distinct_resources): (u64, u64) = self
+            .timed(
+                "counting a storm signal",
+                invocation.invoke_async(&mut manager),
+            )
+            .await?;
+        Ok(StormCounts {
+            rate,
+            distinct_resources,
+        })
     }
 }
 

@@ -3,11 +3,11 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use gateway_ports::{Clock, ConfigSource, Signal, StormSettings, Timestamp};
+use gateway_ports::{Clock, ConfigSource, Signal, StormCounts, StormSettings, Timestamp};
 
 use crate::history::History;
 use crate::window::Window;
-use crate::{Closure, Decision, Observation, StormType, WindowCapacity, WindowKey};
+use crate::{Closure, Decision, Observation, StormType, WindowCapacity, WindowKey, classify};
 
 /// Detects storms and aggregates their signals; see the crate documentation for the model.
 ///
@@ -43,6 +43,35 @@ impl StormDetector {
         settings: &StormSettings,
         now: Timestamp,
     ) -> Observation {
+        let (key, closed) = self.close_if_due(signal, settings, now);
+        let history = self.histories.entry(signal.name.clone()).or_default();
+        history.record(&signal.resource, now);
+        let storm = history.storm(settings, now);
+        self.decide(signal, key, storm, settings, now, closed)
+    }
+
+    /// [`StormDetector::observe`], with the storm decided from `counts` shared by every replica
+    /// (the `StormCounter` port) instead of this process's own history; the counts include this
+    /// signal.
+    pub fn observe_counted(
+        &mut self,
+        signal: &Signal,
+        counts: StormCounts,
+        settings: &StormSettings,
+        now: Timestamp,
+    ) -> Observation {
+        let (key, closed) = self.close_if_due(signal, settings, now);
+        let storm = classify(counts, settings);
+        self.decide(signal, key, storm, settings, now, closed)
+    }
+
+    /// Closes the signal's window first if its deadline has passed.
+    fn close_if_due(
+        &mut self,
+        signal: &Signal,
+        settings: &StormSettings,
+        now: Timestamp,
+    ) -> (WindowKey, Vec<Closure>) {
         let key = WindowKey::of(signal);
         let mut closed = Vec::new();
         if let Entry::Occupied(open) = self.windows.entry(key.clone()) {
@@ -52,11 +81,18 @@ impl StormDetector {
                 closed.push(window.close(key, deadline));
             }
         }
+        (key, closed)
+    }
 
-        let history = self.histories.entry(signal.name.clone()).or_default();
-        history.record(&signal.resource, now);
-        let storm = history.storm(settings, now);
-
+    fn decide(
+        &mut self,
+        signal: &Signal,
+        key: WindowKey,
+        storm: Option<StormType>,
+        settings: &StormSettings,
+        now: Timestamp,
+        closed: Vec<Closure>,
+    ) -> Observation {
         // An open window takes the signal whether or not the storm still holds: the storm is
         // the window's, not the single signal's.
         let decision = if let Some(window) = self.windows.get_mut(&key) {
@@ -720,5 +756,47 @@ mod tests {
         assert_eq!(detector.histories.len(), 1);
         detector.expire(&s, at(120) + Duration::from_millis(1));
         assert!(detector.histories.is_empty());
+    }
+
+    #[test]
+    fn classify_says_rate_above_its_threshold_and_prefers_it_over_pattern() {
+        let s = settings(10, 5, 5);
+        let counts = |rate, distinct_resources| StormCounts {
+            rate,
+            distinct_resources,
+        };
+        assert_eq!(
+            crate::classify(counts(10, 5), &s),
+            None,
+            "at the thresholds: no storm"
+        );
+        assert_eq!(crate::classify(counts(11, 1), &s), Some(StormType::Rate));
+        assert_eq!(crate::classify(counts(2, 6), &s), Some(StormType::Pattern));
+        assert_eq!(crate::classify(counts(11, 6), &s), Some(StormType::Rate));
+    }
+
+    #[test]
+    fn shared_counts_open_a_window_this_replica_alone_would_not_have() {
+        let s = settings(10, 5, 5);
+        let mut detector = StormDetector::default();
+        let shared = StormCounts {
+            rate: 3,
+            distinct_resources: 6,
+        };
+        let observation =
+            detector.observe_counted(&signal(1, "A", "prod", "p1"), shared, &s, at(0));
+        assert!(matches!(
+            observation.decision,
+            Decision::Buffered {
+                storm_started: Some(StormType::Pattern),
+                ..
+            }
+        ));
+        let quiet = StormCounts {
+            rate: 1,
+            distinct_resources: 1,
+        };
+        let observation = detector.observe_counted(&signal(2, "B", "prod", "p1"), quiet, &s, at(0));
+        assert_eq!(observation.decision, Decision::Individual);
     }
 }

@@ -30,7 +30,7 @@ mod test_support;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use gateway_ports::{ResourceRef, Signal, Threshold, Timestamp};
+use gateway_ports::{ResourceRef, Signal, StormCounts, StormSettings, Threshold, Timestamp};
 
 pub use detector::StormDetector;
 
@@ -71,6 +71,19 @@ impl WindowCapacity {
     /// The capacity as a length, for comparisons with `Vec::len`.
     fn len(self) -> usize {
         usize::try_from(self.get()).unwrap_or(usize::MAX)
+    }
+}
+
+/// The storm that counts show under `settings`, if any: more than `rate_threshold` signals in
+/// the rate window is a rate storm (it wins when both hold); more than `pattern_threshold`
+/// distinct resources in the pattern window is a pattern storm.
+pub fn classify(counts: StormCounts, settings: &StormSettings) -> Option<StormType> {
+    if counts.rate > u64::from(settings.rate_threshold.get()) {
+        Some(StormType::Rate)
+    } else if counts.distinct_resources > u64::from(settings.pattern_threshold.get()) {
+        Some(StormType::Pattern)
+    } else {
+        None
     }
 }
 
