@@ -27,6 +27,7 @@ bench:
     cargo bench -p gateway-tests --bench pipeline
     cargo bench -p gateway-tests --bench settings_read
     cargo bench -p gateway-tests --bench hot_reload
+    cargo bench -p gateway-tests --bench redis
 
 # Validate a config directory offline, like the ConfigMap's own CI would
 check-config DIR="deploy/config":

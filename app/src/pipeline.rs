@@ -13,9 +13,13 @@ use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
 use gateway_ports::{
-    Clock, ConfigSource, DedupStore, Settings, Signal, StormCounter, StormCounts, Written,
+    Clock, ConfigSource, DedupStore, Settings, Signal, StoreError, StormCounter, WindowStore,
+    Written,
 };
-use gateway_storm::{Aggregate, Closure, Decision, PATTERN_WINDOW, RATE_WINDOW, StormDetector};
+use gateway_storm::{
+    Aggregate, Closure, Decision, PATTERN_WINDOW, RATE_WINDOW, SharedWindows, StormDetector,
+    WindowCapacity, classify,
+};
 use serde::Serialize;
 
 use crate::metrics::Metrics;
@@ -125,7 +129,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     dedup: Deduplicator<dyn DedupStore>,
     storms: Mutex<StormDetector>,
-    storm_counter: Option<Arc<dyn StormCounter>>,
+    shared: Option<(Arc<dyn StormCounter>, SharedWindows<dyn WindowStore>)>,
     writer: RetryingWriter,
     metrics: Metrics,
     fallback_namespace: String,
@@ -143,6 +147,17 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// Storm counts and aggregation windows kept where every replica sees them.
+#[allow(missing_debug_implementations)] // trait objects
+pub struct SharedStorms {
+    /// Counts per alert name.
+    pub counter: Arc<dyn StormCounter>,
+    /// Open aggregation windows.
+    pub windows: Arc<dyn WindowStore>,
+    /// Distinct resources one window stores at most.
+    pub capacity: WindowCapacity,
+}
+
 /// What the pipeline is built from.
 #[allow(missing_debug_implementations)] // trait objects all the way down
 pub struct Parts {
@@ -156,8 +171,8 @@ pub struct Parts {
     pub writer: Arc<dyn gateway_ports::RemediationWriter>,
     /// The storm detector (its window capacity chosen by the caller).
     pub storms: StormDetector,
-    /// Storm counts shared by every replica (Redis); `None`: each replica counts its own.
-    pub storm_counter: Option<Arc<dyn StormCounter>>,
+    /// Storm state shared by every replica (Redis); `None`: each replica keeps its own.
+    pub shared_storms: Option<SharedStorms>,
     /// Metrics.
     pub metrics: Metrics,
     /// Namespace for RemediationRequests of cluster-scoped signals.
@@ -179,7 +194,9 @@ impl Gateway {
             clock: parts.clock,
             dedup: Deduplicator::new(parts.dedup_store),
             storms: Mutex::new(parts.storms),
-            storm_counter: parts.storm_counter,
+            shared: parts
+                .shared_storms
+                .map(|s| (s.counter, SharedWindows::new(s.windows, s.capacity))),
             metrics: parts.metrics,
             fallback_namespace: parts.fallback_namespace,
             aggregate_versions: tokio::sync::Mutex::new(HashMap::new()),
@@ -286,22 +303,38 @@ impl Gateway {
         window_start: gateway_ports::Timestamp,
         settings: &Settings,
     ) -> Result<AlertOutcome, Unrecorded> {
-        let counts = match &self.storm_counter {
-            Some(counter) => Some(
-                self.shared_counts(counter.as_ref(), signal, settings)
-                    .await?,
-            ),
-            None => None,
-        };
-        let observation = {
-            let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
-            let now = signal.received_time;
-            let observation = match counts {
-                Some(counts) => storms.observe_counted(signal, counts, &settings.storm, now),
-                None => storms.observe(signal, &settings.storm, now),
-            };
-            self.update_storm_gauges(&storms);
-            observation
+        let now = signal.received_time;
+        let observation = match &self.shared {
+            Some((counter, windows)) => {
+                let counts = counter
+                    .count(
+                        &signal.name,
+                        &signal.resource,
+                        now,
+                        RATE_WINDOW,
+                        PATTERN_WINDOW,
+                    )
+                    .await;
+                let counts = match counts {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        return Err(self.unrecorded(signal, settings, "storm_counter", &e).await);
+                    }
+                };
+                let storm = classify(counts, &settings.storm);
+                match windows.observe(signal, storm, &settings.storm, now).await {
+                    Ok(observation) => observation,
+                    Err(e) => {
+                        return Err(self.unrecorded(signal, settings, "storm_windows", &e).await);
+                    }
+                }
+            }
+            None => {
+                let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
+                let observation = storms.observe(signal, &settings.storm, now);
+                self.update_storm_gauges(&storms);
+                observation
+            }
         };
         self.carry_out(observation.closed).await;
         match observation.decision {
@@ -376,40 +409,27 @@ impl Gateway {
         }
     }
 
-    /// Counts the signal where every replica sees it. On failure the signal's dedup window is
-    /// released and the request fails, so the resend is treated as new.
-    async fn shared_counts(
+    /// A signal the shared storm state could not take: its dedup window is released and the
+    /// request fails, so the resend is treated as new.
+    async fn unrecorded(
         &self,
-        counter: &dyn StormCounter,
         signal: &Signal,
         settings: &Settings,
-    ) -> Result<StormCounts, Unrecorded> {
-        match counter
-            .count(
-                &signal.name,
-                &signal.resource,
-                signal.received_time,
-                RATE_WINDOW,
-                PATTERN_WINDOW,
-            )
-            .await
-        {
-            Ok(counts) => Ok(counts),
-            Err(e) => {
-                tracing::error!(error = %e, alert = %signal.name, "storm counter failed");
-                self.metrics
-                    .signals_unrecorded
-                    .with_label_values(&["storm_counter"])
-                    .inc();
-                if let Err(release) = self.dedup.release(&signal.fingerprint).await {
-                    tracing::error!(error = %release, fingerprint = %signal.fingerprint, "could not release the dedup window of an unrecorded signal");
-                }
-                Err(Unrecorded {
-                    alert: signal.name.clone(),
-                    reason: "storm counter unavailable".to_owned(),
-                    retry_after: settings.retry.max_backoff.max(Duration::from_secs(1)),
-                })
-            }
+        what: &'static str,
+        e: &StoreError,
+    ) -> Unrecorded {
+        tracing::error!(error = %e, alert = %signal.name, "{what} failed");
+        self.metrics
+            .signals_unrecorded
+            .with_label_values(&[what])
+            .inc();
+        if let Err(release) = self.dedup.release(&signal.fingerprint).await {
+            tracing::error!(error = %release, fingerprint = %signal.fingerprint, "could not release the dedup window of an unrecorded signal");
+        }
+        Unrecorded {
+            alert: signal.name.clone(),
+            reason: format!("{} unavailable", what.replace('_', " ")),
+            retry_after: settings.retry.max_backoff.max(Duration::from_secs(1)),
         }
     }
 
@@ -495,17 +515,25 @@ impl Gateway {
 
     /// Closes storm windows whose time is up and retries queued writes; run about once a second.
     pub async fn tick(&self) {
-        let closures = {
-            let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
-            let closures = storms.expire(&self.config.storm(), self.clock.now());
-            self.update_storm_gauges(&storms);
-            closures
+        let (settings, now) = (self.config.storm(), self.clock.now());
+        let closures = match &self.shared {
+            Some((_, windows)) => windows.expire(&settings, now).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot check the shared storm windows; trying again next tick");
+                Vec::new()
+            }),
+            None => {
+                let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
+                let closures = storms.expire(&settings, now);
+                self.update_storm_gauges(&storms);
+                closures
+            }
         };
         self.carry_out(closures).await;
         self.writer.retry_pending().await;
     }
 
-    /// Closes every storm window and writes everything held (graceful shutdown).
+    /// Closes every storm window this process holds and writes everything queued (graceful
+    /// shutdown). Shared windows stay in the store for the other replicas (or the next start).
     pub async fn drain(&self) {
         let closures = {
             let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,16 +10,14 @@ use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
 use gateway_adapter_redis::{RedisDedupStore, RedisOptions, redacted};
-use gateway_ports::{
-    Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter, StormCounter,
-};
+use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
 use gateway_storm::{StormDetector, WindowCapacity};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
-use crate::pipeline::{Gateway, Parts};
+use crate::pipeline::{Gateway, Parts, SharedStorms};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -49,7 +47,9 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     let capacity =
         NonZeroUsize::new(args.dedup_capacity).context("--dedup-capacity must be at least 1")?;
     let metrics = Metrics::new();
-    let (dedup_store, storm_counter) = stores(args, capacity, &metrics)?;
+    let window_capacity = WindowCapacity::new(args.storm_window_capacity)
+        .context("--storm-window-capacity must be at least 1")?;
+    let (dedup_store, shared_storms) = stores(args, capacity, window_capacity, &metrics)?;
     let writer: Arc<dyn RemediationWriter> = Arc::new(
         DirectoryWriter::new(&args.remediation_dir).with_context(|| {
             format!(
@@ -72,7 +72,7 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
         dedup_store,
         writer,
         storms: StormDetector::new(window_capacity),
-        storm_counter,
+        shared_storms,
         metrics,
         fallback_namespace: args.fallback_namespace.clone(),
     }));
@@ -82,16 +82,14 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     })
 }
 
-/// Storm counts shared by every replica, when there is somewhere to share them.
-type SharedCounter = Option<Arc<dyn StormCounter>>;
-
-/// The dedup store and storm counter the static settings name: Redis (shared by every replica)
-/// when `--redis-url` is set, else the in-memory store and the detector's own counts.
+/// The dedup store and storm state the static settings name: Redis (shared by every replica)
+/// when `--redis-url` is set, else the in-memory store and the detector's own state.
 fn stores(
     args: &ServeArgs,
     capacity: NonZeroUsize,
+    window_capacity: WindowCapacity,
     metrics: &Metrics,
-) -> anyhow::Result<(Arc<dyn DedupStore>, SharedCounter)> {
+) -> anyhow::Result<(Arc<dyn DedupStore>, Option<SharedStorms>)> {
     let Some(url) = &args.redis_url else {
         return Ok((Arc::new(MemoryDedupStore::new(capacity)), None));
     };
@@ -115,8 +113,13 @@ fn stores(
     // The gauge follows every command and health check, outage or not.
     let gauge = metrics.redis_available.clone();
     store.on_availability(move |up| gauge.set(i64::from(up)));
-    tracing::info!(server = %redacted(url), "dedup state and storm counts in Redis, shared by every replica");
-    Ok((store.clone(), Some(store)))
+    tracing::info!(server = %redacted(url), "dedup and storm state in Redis, shared by every replica");
+    let shared = SharedStorms {
+        counter: store.clone(),
+        windows: store.clone(),
+        capacity: window_capacity,
+    };
+    Ok((store, Some(shared)))
 }
 
 /// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the

@@ -26,7 +26,7 @@ pub use settings::{
     Ttl,
 };
 pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
-pub use storm::{StormCounter, StormCounts};
+pub use storm::{StoredWindow, StormCounter, StormCounts, WindowStore};
 pub use time::{Clock, Timestamp};
 
 #[cfg(feature = "mocks")]
@@ -36,6 +36,6 @@ pub use dedup::MockDedupStore;
 #[cfg(feature = "mocks")]
 pub use remediation::MockRemediationWriter;
 #[cfg(feature = "mocks")]
-pub use storm::MockStormCounter;
+pub use storm::{MockStormCounter, MockWindowStore};
 #[cfg(feature = "mocks")]
 pub use time::MockClock;

@@ -36,3 +36,36 @@ pub trait StormCounter: Send + Sync {
         pattern_window: Duration,
     ) -> Result<StormCounts, StoreError>;
 }
+
+/// A stored aggregation window: its serialised state and the version a replacement must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWindow {
+    /// Rises by one with every replacement.
+    pub version: u64,
+    /// The window, as its owner serialised it.
+    pub state: Vec<u8>,
+}
+
+/// Open storm aggregation windows, shared by every replica, replaced by compare-and-set.
+///
+/// Contract: [`WindowStore::replace`] succeeds only when the stored version is still `expected`
+/// (`None`: only when no window is stored), in one atomic step, so two replicas taking signals
+/// into the same window never lose one another's; `state: None` deletes the window. A stored
+/// window expires after `ttl` unless replaced. [`WindowStore::keys`] lists every stored window
+/// (it may list some that just expired: their `load` is `None`).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait WindowStore: Send + Sync {
+    /// The window stored under `key`.
+    async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError>;
+    /// Compare-and-set; `Ok(false)` when another writer came first.
+    async fn replace(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        state: Option<Vec<u8>>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Every stored window's key.
+    async fn keys(&self) -> Result<Vec<String>, StoreError>;
+}

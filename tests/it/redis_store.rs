@@ -190,42 +190,58 @@ async fn storm_outcomes(client: &reqwest::Client, replicas: &[&str], pods: usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_detect_a_storm_at_the_same_threshold_as_one() {
+async fn three_replicas_see_a_storm_and_aggregate_it_exactly_as_one_does() {
     let client = reqwest::Client::new();
     let mut runs = Vec::new();
     for replica_count in [1, 3] {
         let redis = TestRedis::start().await;
         let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out");
         let mut replicas = Vec::new();
         for _ in 0..replica_count {
             replicas.push(
-                Replica::start(
-                    &redis.url,
-                    &root.path().join("no-config"),
-                    root.path().join("out"),
-                )
-                .await,
+                Replica::start(&redis.url, &root.path().join("no-config"), out.clone()).await,
             );
         }
         let urls: Vec<&str> = replicas.iter().map(|r| r.url.as_str()).collect();
-        // Defaults: a pattern storm is more than 5 distinct pods of one alert name in 2 minutes.
-        runs.push(storm_outcomes(&client, &urls, 8).await);
+        // Defaults: a pattern storm is more than 5 distinct pods of one alert name in 2 minutes,
+        // and its aggregate is created when 5 pods are buffered.
+        let outcomes = storm_outcomes(&client, &urls, 14).await;
+        let documents = read_remediations(&out);
+        let aggregates: Vec<&Value> = documents
+            .iter()
+            .filter(|d| d["spec"]["isStorm"] == true)
+            .collect();
+        assert_eq!(
+            aggregates.len(),
+            1,
+            "one aggregate, whichever replica took which signal"
+        );
+        assert_eq!(
+            aggregates[0]["spec"]["affectedResources"]
+                .as_array()
+                .unwrap()
+                .len(),
+            9
+        );
+        assert_eq!(
+            documents.len(),
+            6,
+            "5 pods before the storm, then the aggregate"
+        );
+        runs.push(outcomes);
         for replica in replicas {
             replica.stop().await;
         }
     }
-    assert_eq!(
-        runs[0][..6],
-        [
-            "created", "created", "created", "created", "created", "buffered"
-        ]
-    );
-    assert_eq!(
-        runs[1][..6],
-        runs[0][..6],
-        "three replicas see the storm at the same signal as one"
-    );
-    assert!(runs[1][5..].iter().all(|o| o != "created"), "{:?}", runs[1]);
+    let expected: Vec<&str> = [
+        vec!["created"; 5],
+        vec!["buffered"; 4],
+        vec!["aggregated"; 5],
+    ]
+    .concat();
+    assert_eq!(runs[0], expected);
+    assert_eq!(runs[1], runs[0], "three replicas decide exactly as one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,4 +553,71 @@ async fn storm_counts_in_redis_follow_the_windows_of_the_domain() {
             distinct_resources: 1
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_window_gone_quiet_is_closed_once_by_some_replica() {
+    let redis = TestRedis::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let config_dir = root.path().join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("storm.yaml"),
+        "pattern_threshold: 1\nbuffer_threshold: 2\ninactivity_timeout: 1s\nmax_window_duration: 30s\n",
+    )
+    .unwrap();
+    let out = root.path().join("out");
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Replica::start(&redis.url, &config_dir, out.clone()).await);
+    }
+    let urls: Vec<&str> = replicas.iter().map(|r| r.url.as_str()).collect();
+    let client = reqwest::Client::new();
+    let outcomes = storm_outcomes(&client, &urls, 4).await;
+    assert_eq!(
+        outcomes,
+        ["created", "buffered", "aggregated", "aggregated"]
+    );
+
+    let until = Instant::now() + Duration::from_secs(15);
+    let aggregate = loop {
+        let documents = read_remediations(&out);
+        let closed: Vec<Value> = documents
+            .into_iter()
+            .filter(|d| d["spec"]["isStorm"] == true && d["spec"]["stormWindowEnd"].is_string())
+            .collect();
+        if let [aggregate] = closed.as_slice() {
+            break aggregate.clone();
+        }
+        assert!(closed.len() <= 1, "closed twice: {closed:#?}");
+        assert!(Instant::now() < until, "no replica closed the quiet window");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(aggregate["spec"]["stormAlertCount"], 3);
+    assert_eq!(
+        aggregate["spec"]["affectedResources"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let index: Vec<String> = {
+        let mut connection = redis::Client::open(redis.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("SMEMBERS")
+            .arg("kubernaut:gateway:storm:windows")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    };
+    assert!(
+        index.is_empty(),
+        "the closed window left the index: {index:?}"
+    );
+    for replica in replicas {
+        replica.stop().await;
+    }
 }

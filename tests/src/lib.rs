@@ -59,7 +59,7 @@ impl TestGateway {
             dedup_store: store,
             writer: faults.clone() as Arc<dyn RemediationWriter>,
             storms: StormDetector::new(WindowCapacity::default()),
-            storm_counter: None,
+            shared_storms: None,
             metrics: Metrics::new(),
             fallback_namespace: "kubernaut-system".to_owned(),
         }));

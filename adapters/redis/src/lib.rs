@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gateway_ports::{
-    DedupStore, Fingerprint, ResourceRef, Seen, StoreError, StormCounter, StormCounts, Timestamp,
+    DedupStore, Fingerprint, ResourceRef, Seen, StoreError, StoredWindow, StormCounter,
+    StormCounts, Timestamp, WindowStore,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, IntoConnectionInfo, Script};
@@ -145,7 +146,25 @@ redis.call('PEXPIRE', KEYS[2], pattern_window)
 return {redis.call('ZCOUNT', KEYS[1], '(' .. (now - rate_window), '+inf'), redis.call('ZCARD', KEYS[2])}
 ";
 
-/// The dedup store on Redis; the same connection serves the storm counters.
+/// Compare-and-set of one storm window. KEYS: the window, the index of windows. ARGV: expected
+/// version ('' = none stored), new state ('' = delete), TTL (ms), the window's name.
+const REPLACE_WINDOW: &str = r"
+local version = redis.call('HGET', KEYS[1], 'v')
+if (ARGV[1] == '' and version) or (ARGV[1] ~= '' and version ~= ARGV[1]) then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[4])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'v', (tonumber(version) or 0) + 1, 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+";
+
+/// The dedup store on Redis; the same connection serves the storm counters and windows.
 pub struct RedisDedupStore {
     client: Client,
     options: RedisOptions,
@@ -153,6 +172,7 @@ pub struct RedisDedupStore {
     available: Arc<Health>,
     record: Script,
     storm: Script,
+    replace_window: Script,
     /// Makes each storm signal's log member unique across concurrent calls of this process.
     sequence: std::sync::atomic::AtomicU64,
     monitor: tokio::task::JoinHandle<()>,
@@ -208,6 +228,7 @@ impl RedisDedupStore {
             available,
             record: Script::new(RECORD),
             storm: Script::new(STORM),
+            replace_window: Script::new(REPLACE_WINDOW),
             sequence: std::sync::atomic::AtomicU64::new(0),
             monitor,
         })
@@ -434,6 +455,82 @@ impl StormCounter for RedisDedupStore {
             rate,
             distinct_resources,
         })
+    }
+}
+
+impl RedisDedupStore {
+    fn window_key(&self, name: &str) -> String {
+        format!("{}:storm:window:{{{name}}}", self.options.key_prefix)
+    }
+
+    fn window_index(&self) -> String {
+        format!("{}:storm:windows", self.options.key_prefix)
+    }
+}
+
+/// Windows are hashes `…:storm:window:{namespace/alert}` (`v` version, `s` state) listed in one
+/// index set. The index and a window live in different slots: on Redis Cluster the script would
+/// need both in one slot; this store targets a single Redis (or a primary with replicas).
+#[async_trait]
+impl WindowStore for RedisDedupStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError> {
+        let mut manager = self.manager()?;
+        let (version, state): (Option<u64>, Option<Vec<u8>>) = self
+            .timed(
+                "loading a storm window",
+                redis::cmd("HMGET")
+                    .arg(self.window_key(key))
+                    .arg("v")
+                    .arg("s")
+                    .query_async(&mut manager),
+            )
+            .await?;
+        Ok(match (version, state) {
+            (Some(version), Some(state)) => Some(StoredWindow { version, state }),
+            _ => {
+                // Expired: its index entry is stale.
+                let _: Result<(), _> = self
+                    .timed(
+                        "pruning the window index",
+                        manager.srem(self.window_index(), key),
+                    )
+                    .await;
+                None
+            }
+        })
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        state: Option<Vec<u8>>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut manager = self.manager()?;
+        let mut invocation = self.replace_window.key(self.window_key(key));
+        invocation
+            .key(self.window_index())
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(state.unwrap_or_default())
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(key);
+        let replaced: u8 = self
+            .timed(
+                "replacing a storm window",
+                invocation.invoke_async(&mut manager),
+            )
+            .await?;
+        Ok(replaced == 1)
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut manager = self.manager()?;
+        self.timed(
+            "listing storm windows",
+            manager.smembers(self.window_index()),
+        )
+        .await
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod detector;
 mod history;
+mod shared;
 mod window;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ use std::time::Duration;
 use gateway_ports::{ResourceRef, Signal, StormCounts, StormSettings, Threshold, Timestamp};
 
 pub use detector::StormDetector;
+pub use shared::SharedWindows;
 
 /// The span over which signals are counted for a rate storm.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -45,7 +47,9 @@ pub const PATTERN_WINDOW: Duration = Duration::from_secs(120);
 ///
 /// It bounds the memory of a window and the size of the aggregated resource; sampling starts at
 /// `sampling_threshold` of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct WindowCapacity(NonZeroU32);
 
 impl WindowCapacity {
@@ -99,7 +103,7 @@ impl Default for WindowCapacity {
 }
 
 /// Which condition opened an aggregation window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum StormType {
     /// Too many signals of one alert name in [`RATE_WINDOW`].
     Rate,

@@ -6,8 +6,8 @@ use gateway_ports::{ResourceRef, Signal, StormSettings, Timestamp};
 
 use crate::{Aggregate, Closure, Decision, StormType, WindowCapacity, WindowKey, threshold};
 
-/// The state of one open window.
-#[derive(Debug)]
+/// The state of one open window. Serialisable, so replicas can share it through a `WindowStore`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Window {
     storm_type: StormType,
     opened_at: Timestamp,
@@ -22,7 +22,8 @@ pub(crate) struct Window {
     buffer: Option<Vec<Signal>>,
     /// Distinct resources stored, in arrival order (at most `capacity`).
     resources: Vec<ResourceRef>,
-    /// The same resources, for membership checks.
+    /// The same resources, for membership checks (rebuilt from `resources` when loaded).
+    #[serde(skip)]
     stored: HashSet<ResourceRef>,
     alert_count: u64,
     sampled_out: u64,
@@ -144,6 +145,18 @@ impl Window {
             },
             None => Closure::Aggregate(self.snapshot(key, Some(closed_at))),
         }
+    }
+
+    /// The window as bytes, for a `WindowStore`.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A window stored by [`Window::to_bytes`]; `None` if the bytes are not one.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Window> {
+        let mut window: Window = serde_json::from_slice(bytes).ok()?;
+        window.stored = window.resources.iter().cloned().collect();
+        Some(window)
     }
 
     /// The deadline as of the last signal, for a close without settings (shutdown).
