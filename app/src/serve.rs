@@ -9,7 +9,7 @@ use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
-use gateway_adapter_redis::{RedisDedupStore, RedisOptions, redacted};
+use gateway_adapter_redis::{RedisOptions, RedisStore, redacted};
 use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
 use gateway_storm::{StormDetector, WindowCapacity};
 use tokio::net::TcpListener;
@@ -109,7 +109,7 @@ fn stores(
         command_timeout: args.redis_timeout,
         ..RedisOptions::new(url.clone())
     };
-    let store = Arc::new(RedisDedupStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = Arc::new(RedisStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
     // The gauge follows every command and health check, outage or not.
     let gauge = metrics.redis_available.clone();
     store.on_availability(move |up| gauge.set(i64::from(up)));

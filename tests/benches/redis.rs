@@ -13,7 +13,7 @@
 //!    redis rps / gateway req/s (the gateway's overhead over Redis itself) and gateway p99 /
 //!    redis p99.
 //! 3. Redis memory per tracked fingerprint: `INFO memory` `used_memory` before and after
-//!    recording 100 000 distinct fingerprints through `RedisDedupStore::record` (64 in flight),
+//!    recording 100 000 distinct fingerprints through `RedisStore::record` (64 in flight),
 //!    and `MEMORY USAGE` of one key as a cross-check (it leaves out the key's entries in the
 //!    keyspace and expires dictionaries, which the `used_memory` delta includes).
 //!
@@ -31,7 +31,7 @@ use clap::Parser;
 use gateway::cli::Cli;
 use gateway::http::AppState;
 use gateway_adapter_memory::SystemClock;
-use gateway_adapter_redis::{RedisDedupStore, RedisOptions};
+use gateway_adapter_redis::{RedisOptions, RedisStore};
 use gateway_ports::{ConfigControl, DedupStore, Fingerprint, Timestamp};
 use gateway_tests::{alert, webhook};
 
@@ -314,7 +314,7 @@ fn fingerprint(i: u64) -> Fingerprint {
 
 /// `used_memory` before and after recording 100 000 fingerprints; `MEMORY USAGE` of one key.
 async fn memory_per_fingerprint(redis_url: &str) {
-    let store = Arc::new(RedisDedupStore::new(RedisOptions::new(redis_url)).unwrap());
+    let store = Arc::new(RedisStore::new(RedisOptions::new(redis_url)).unwrap());
     let until = Instant::now() + Duration::from_secs(10);
     while store.check().await.is_err() {
         assert!(Instant::now() < until, "Redis at {redis_url} not reachable");
@@ -375,7 +375,7 @@ async fn memory_per_fingerprint(redis_url: &str) {
         .await
         .unwrap();
     println!(
-        "redis memory, {FINGERPRINTS} fingerprints recorded via RedisDedupStore::record ({IN_FLIGHT} in flight, {:.0} records/s): used_memory {before} -> {after} B, {:.1} B per fingerprint; MEMORY USAGE of one key ({} B name): {usage} B",
+        "redis memory, {FINGERPRINTS} fingerprints recorded via RedisStore::record ({IN_FLIGHT} in flight, {:.0} records/s): used_memory {before} -> {after} B, {:.1} B per fingerprint; MEMORY USAGE of one key ({} B name): {usage} B",
         FINGERPRINTS as f64 / took.as_secs_f64(),
         (after - before) as f64 / FINGERPRINTS as f64,
         key.len()

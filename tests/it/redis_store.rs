@@ -9,7 +9,7 @@ use clap::Parser;
 use gateway::cli::Cli;
 use gateway::http::AppState;
 use gateway_adapter_memory::SystemClock;
-use gateway_adapter_redis::{RedisDedupStore, RedisOptions};
+use gateway_adapter_redis::{RedisOptions, RedisStore};
 use gateway_ports::{ConfigControl, ConfigKind, ConfigSource, DedupStore, Fingerprint, Timestamp};
 use gateway_tests::redis::TestRedis;
 use gateway_tests::{alert, read_remediations, webhook};
@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 use crate::dedup_conformance::conformance;
 
 /// A store on `url` under its own key prefix, once it is connected.
-async fn connected(url: &str) -> RedisDedupStore {
+async fn connected(url: &str) -> RedisStore {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = format!("test{}", NEXT.fetch_add(1, Ordering::SeqCst));
-    let store = RedisDedupStore::new(RedisOptions {
+    let store = RedisStore::new(RedisOptions {
         key_prefix: prefix,
         ..RedisOptions::new(url)
     })

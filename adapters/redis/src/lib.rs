@@ -1,17 +1,25 @@
-//! The [`DedupStore`] port on Redis, shared by every gateway replica.
+//! The [`DedupStore`], [`StormCounter`] and [`WindowStore`] ports on Redis, shared by every gateway
+//! replica.
 //!
 //! One fingerprint's window is one hash, `kubernaut:gateway:dedup:{<fingerprint>}` (the braces are
 //! a hash tag: every key a script touches lives in one slot, so Redis Cluster serves it too),
-//! holding the window start `s` and the occurrence count `c`, about 150 bytes in all. The first
+//! holding the window start `s` and the occurrence count `c`: about 230 bytes of Redis memory per
+//! fingerprint (measured by `cargo bench -p gateway-tests --bench redis`). The first
 //! occurrence is decided by one Lua script — exists? count it : create it with its TTL — so
 //! exactly one caller per window gets `First` however many replicas race, and no key ever lives
 //! without a TTL (the reference implementation's `INCR`-then-`EXPIRE` left some).
+//!
+//! Storm counts: per alert name two sorted sets, `…:storm:{<alert>}:signals` (by time) and
+//! `…:storm:{<alert>}:resources` (by last hit), trimmed and counted by one script per signal.
+//! Storm windows: `…:storm:window:{<namespace/alert>}` hashes (version `v`, state `s`) replaced by
+//! a compare-and-set script and listed in `…:storm:windows`; that index lives in another slot than
+//! the windows, so windows need a single Redis (or a primary with replicas), not a Cluster.
 //!
 //! Connection: the `redis` crate's auto-reconnecting connection manager, made in the background
 //! so the gateway starts (not ready) while Redis is down; every command has a timeout. While
 //! Redis is unreachable every call fails with [`StoreError::Unavailable`] at once (the app answers
 //! 503 + `Retry-After`, so the sender resends: nothing is lost), and a health check every second
-//! keeps [`RedisDedupStore::is_available`] true to the moment.
+//! keeps [`RedisStore::is_available`] true to the moment.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,8 +172,8 @@ redis.call('SADD', KEYS[2], ARGV[4])
 return 1
 ";
 
-/// The dedup store on Redis; the same connection serves the storm counters and windows.
-pub struct RedisDedupStore {
+/// Dedup, storm counts and storm windows on Redis, over one connection.
+pub struct RedisStore {
     client: Client,
     options: RedisOptions,
     connection: Arc<OnceCell<ConnectionManager>>,
@@ -178,21 +186,21 @@ pub struct RedisDedupStore {
     monitor: tokio::task::JoinHandle<()>,
 }
 
-impl std::fmt::Debug for RedisDedupStore {
+impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisDedupStore")
+        f.debug_struct("RedisStore")
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-impl Drop for RedisDedupStore {
+impl Drop for RedisStore {
     fn drop(&mut self) {
         self.monitor.abort();
     }
 }
 
-impl RedisDedupStore {
+impl RedisStore {
     /// Validates the URL and starts connecting in the background (on the current tokio runtime).
     /// The store answers `Unavailable` until the first connection succeeds.
     pub fn new(options: RedisOptions) -> Result<Self, StoreError> {
@@ -221,7 +229,7 @@ impl RedisDedupStore {
             connection.clone(),
             available.clone(),
         ));
-        Ok(RedisDedupStore {
+        Ok(RedisStore {
             client,
             options,
             connection,
@@ -361,7 +369,7 @@ async fn monitor(
 }
 
 #[async_trait]
-impl DedupStore for RedisDedupStore {
+impl DedupStore for RedisStore {
     async fn record(
         &self,
         fingerprint: &Fingerprint,
@@ -415,7 +423,7 @@ impl DedupStore for RedisDedupStore {
 }
 
 #[async_trait]
-impl StormCounter for RedisDedupStore {
+impl StormCounter for RedisStore {
     async fn count(
         &self,
         alert_name: &str,
@@ -458,7 +466,7 @@ impl StormCounter for RedisDedupStore {
     }
 }
 
-impl RedisDedupStore {
+impl RedisStore {
     fn window_key(&self, name: &str) -> String {
         format!("{}:storm:window:{{{name}}}", self.options.key_prefix)
     }
@@ -472,7 +480,7 @@ impl RedisDedupStore {
 /// index set. The index and a window live in different slots: on Redis Cluster the script would
 /// need both in one slot; this store targets a single Redis (or a primary with replicas).
 #[async_trait]
-impl WindowStore for RedisDedupStore {
+impl WindowStore for RedisStore {
     async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError> {
         let mut manager = self.manager()?;
         let (version, state): (Option<u64>, Option<Vec<u8>>) = self
@@ -560,7 +568,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_redis_is_unavailable_not_a_hang() {
         // Port 1 on loopback refuses at once.
-        let store = RedisDedupStore::new(RedisOptions::new("redis://127.0.0.1:1")).unwrap();
+        let store = RedisStore::new(RedisOptions::new("redis://127.0.0.1:1")).unwrap();
         let fp = Fingerprint::from_hex(&"a".repeat(64)).unwrap();
         let err = store
             .record(&fp, Duration::from_secs(60), Timestamp::EPOCH)
@@ -578,7 +586,7 @@ mod tests {
             .build()
             .unwrap();
         let _guard = runtime.enter();
-        let err = RedisDedupStore::new(RedisOptions::new("http://nope")).unwrap_err();
+        let err = RedisStore::new(RedisOptions::new("http://nope")).unwrap_err();
         assert!(err.to_string().contains("invalid Redis URL"), "{err}");
     }
 }
