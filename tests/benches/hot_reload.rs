@@ -17,13 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use gateway::cli::Cli;
-use gateway::http::AppState;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::SystemClock;
-use gateway_ports::{ConfigControl, ConfigSource};
+use gateway_ports::ConfigSource;
 use gateway_tests::kubelet::KubeletDir;
+use gateway_tests::served::ServedGateway;
 use gateway_tests::{alert, webhook};
 
 fn storm(rate: u32) -> String {
@@ -72,38 +70,15 @@ async fn throughput() {
     let root = tempfile::tempdir().unwrap();
     let mount =
         KubeletDir::create(root.path().join("config"), &[("storm.yaml", &storm(1000))]).unwrap();
-    let config_dir = mount.path().to_str().unwrap().to_owned();
     let out = root.path().join("out");
-    let args = Cli::try_parse_from([
-        "gateway",
+    let flags = [
         "--config-dir",
-        &config_dir,
+        mount.path().to_str().unwrap(),
         "--remediation-dir",
         out.to_str().unwrap(),
-        "--shutdown-delay",
-        "0s",
-    ])
-    .unwrap()
-    .serve;
-    let assembled = gateway::serve::build(&args, Arc::new(SystemClock)).unwrap();
-    let _watching = assembled.config.watch(WatchOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/api/v1/signals/prometheus",
-        listener.local_addr().unwrap()
-    );
-    let control: Arc<dyn ConfigControl> = assembled.config;
-    let state = AppState {
-        gateway: assembled.gateway,
-        control: Some(control),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        gateway::serve::serve(state, listener, &args, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    ];
+    let served = ServedGateway::start(&flags, Some(WatchOptions::default())).await;
+    let url = served.prometheus_url();
     let client = reqwest::Client::new();
     let phase = Duration::from_secs(4);
     let mut rates = [Vec::new(), Vec::new()];
@@ -163,8 +138,7 @@ async fn throughput() {
         rates[1].iter().map(|r| r.round()).collect::<Vec<_>>(),
         reloading / quiet
     );
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 fn main() {

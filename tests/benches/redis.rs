@@ -27,12 +27,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use gateway::cli::Cli;
-use gateway::http::AppState;
-use gateway_adapter_memory::SystemClock;
 use gateway_adapter_redis::{RedisOptions, RedisStore};
-use gateway_ports::{ConfigControl, DedupStore, Fingerprint, Timestamp};
+use gateway_ports::{DedupStore, Fingerprint, Timestamp};
+use gateway_tests::served::ServedGateway;
 use gateway_tests::{alert, webhook};
 
 /// Concurrent clients, for the gateway and for `redis-benchmark` alike.
@@ -122,49 +119,18 @@ struct Figures {
 async fn gateway_duplicates(redis_url: &str) -> Figures {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
-    let args = Cli::try_parse_from([
-        "gateway",
+    let no_config = root.path().join("no-config");
+    let flags = [
         "--config-dir",
-        root.path().join("no-config").to_str().unwrap(),
+        no_config.to_str().unwrap(),
         "--remediation-dir",
         out.to_str().unwrap(),
         "--redis-url",
         redis_url,
-        "--shutdown-delay",
-        "0s",
-    ])
-    .unwrap()
-    .serve;
-    let assembled = gateway::serve::build(&args, Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let control: Arc<dyn ConfigControl> = assembled.config;
-    let state = AppState {
-        gateway: assembled.gateway,
-        control: Some(control),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        gateway::serve::serve(state, listener, &args, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    ];
+    let served = ServedGateway::start(&flags, None).await;
     let client = reqwest::Client::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status())
-        .ok()
-        != Some(reqwest::StatusCode::OK)
-    {
-        assert!(Instant::now() < until, "the gateway never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let url = format!("{base}/api/v1/signals/prometheus");
+    let url = served.prometheus_url();
     let body = webhook(vec![alert("BenchDuplicate", "bench", "pod-0", "firing")]).to_string();
     // The first occurrence, so every request measured is a duplicate.
     let first = client
@@ -226,8 +192,7 @@ async fn gateway_duplicates(redis_url: &str) -> Figures {
         assert_eq!(last["outcomes"][0]["outcome"], "duplicate", "{last}");
         samples.extend(mine);
     }
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
     samples.sort();
     Figures {
         rps: samples.len() as f64 / elapsed.as_secs_f64(),

@@ -5,16 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use gateway::cli::Cli;
-use gateway::http::AppState;
-use gateway_adapter_memory::SystemClock;
 use gateway_adapter_redis::{RedisOptions, RedisStore};
 use gateway_ports::{ConfigControl, ConfigKind, ConfigSource, DedupStore, Fingerprint, Timestamp};
 use gateway_tests::redis::TestRedis;
+use gateway_tests::served::ServedGateway;
 use gateway_tests::{alert, read_remediations, webhook};
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 use crate::dedup_conformance::conformance;
 
@@ -41,80 +37,21 @@ async fn the_redis_store_honours_the_dedup_store_contract() {
     conformance(|| connected(&redis.url)).await;
 }
 
-/// A gateway on Redis, over a socket, with its config directory.
-struct Replica {
-    url: String,
-    config: Arc<gateway_adapter_file_config::FileConfigSource>,
-    gateway: Arc<gateway::pipeline::Gateway>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Replica {
-    async fn start(
-        redis_url: &str,
-        config_dir: &std::path::Path,
-        out: std::path::PathBuf,
-    ) -> Replica {
-        let args = Cli::try_parse_from([
-            "gateway",
-            "--config-dir",
-            config_dir.to_str().unwrap(),
-            "--remediation-dir",
-            out.to_str().unwrap(),
-            "--redis-url",
-            redis_url,
-            "--shutdown-delay",
-            "0s",
-        ])
-        .unwrap()
-        .serve;
-        let assembled = gateway::serve::build(&args, Arc::new(SystemClock)).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let control: Arc<dyn ConfigControl> = assembled.config.clone();
-        let state = AppState {
-            gateway: assembled.gateway.clone(),
-            control: Some(control),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            gateway::serve::serve(state, listener, &args, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        let replica = Replica {
-            url,
-            config: assembled.config,
-            gateway: assembled.gateway,
-            stop: Some(stop),
-            server: Some(server),
-        };
-        let client = reqwest::Client::new();
-        let until = Instant::now() + Duration::from_secs(10);
-        while client
-            .get(format!("{}/readyz", replica.url))
-            .send()
-            .await
-            .map(|r| r.status())
-            .ok()
-            != Some(reqwest::StatusCode::OK)
-        {
-            assert!(Instant::now() < until, "replica never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        replica
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
-    }
+/// A replica: a real gateway on Redis, with its config directory and output directory.
+async fn replica(
+    redis_url: &str,
+    config_dir: &std::path::Path,
+    out: &std::path::Path,
+) -> ServedGateway {
+    let flags = [
+        "--config-dir",
+        config_dir.to_str().unwrap(),
+        "--remediation-dir",
+        out.to_str().unwrap(),
+        "--redis-url",
+        redis_url,
+    ];
+    ServedGateway::start(&flags, None).await
 }
 
 async fn post(
@@ -139,8 +76,7 @@ async fn three_replicas_sharing_redis_create_one_remediation_per_alert_burst() {
     let out = root.path().join("out");
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas
-            .push(Replica::start(&redis.url, &root.path().join("no-config"), out.clone()).await);
+        replicas.push(replica(&redis.url, &root.path().join("no-config"), &out).await);
     }
     // Two Alertmanager replicas × three gateways: the same alert, 30 times, to all of them at once.
     let client = reqwest::Client::new();
@@ -152,7 +88,7 @@ async fn three_replicas_sharing_redis_create_one_remediation_per_alert_burst() {
     )]);
     let mut sends = Vec::new();
     for i in 0..30 {
-        let (client, base, body) = (client.clone(), replicas[i % 3].url.clone(), body.clone());
+        let (client, base, body) = (client.clone(), replicas[i % 3].base.clone(), body.clone());
         sends.push(tokio::spawn(async move {
             post(&client, &base, &body).await.unwrap()
         }));
@@ -199,11 +135,9 @@ async fn three_replicas_see_a_storm_and_aggregate_it_exactly_as_one_does() {
         let out = root.path().join("out");
         let mut replicas = Vec::new();
         for _ in 0..replica_count {
-            replicas.push(
-                Replica::start(&redis.url, &root.path().join("no-config"), out.clone()).await,
-            );
+            replicas.push(replica(&redis.url, &root.path().join("no-config"), &out).await);
         }
-        let urls: Vec<&str> = replicas.iter().map(|r| r.url.as_str()).collect();
+        let urls: Vec<&str> = replicas.iter().map(|r| r.base.as_str()).collect();
         // Defaults: a pattern storm is more than 5 distinct pods of one alert name in 2 minutes,
         // and its aggregate is created when 5 pods are buffered.
         let outcomes = storm_outcomes(&client, &urls, 14).await;
@@ -251,11 +185,11 @@ async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
     let config_dir = root.path().join("config");
     std::fs::create_dir_all(&config_dir).unwrap();
     std::fs::write(config_dir.join("dedup.yaml"), "ttl: 5m\n").unwrap();
-    let replica = Replica::start(&redis.url, &config_dir, root.path().join("out")).await;
+    let replica = replica(&redis.url, &config_dir, &root.path().join("out")).await;
     let client = reqwest::Client::new();
     post(
         &client,
-        &replica.url,
+        &replica.base,
         &webhook(vec![alert("Before", "prod", "p", "firing")]),
     )
     .await
@@ -267,7 +201,7 @@ async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
     assert_eq!(replica.config.dedup().ttl.get(), Duration::from_secs(42));
     post(
         &client,
-        &replica.url,
+        &replica.base,
         &webhook(vec![alert("After", "prod", "p", "firing")]),
     )
     .await
@@ -309,7 +243,7 @@ async fn a_redis_outage_under_load_loses_no_accepted_alert_and_heals_by_itself()
     let redis = TestRedis::start().await;
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
-    let replica = Replica::start(&redis.url, &root.path().join("no-config"), out.clone()).await;
+    let replica = replica(&redis.url, &root.path().join("no-config"), &out).await;
     let client = reqwest::Client::new();
 
     // Senders post unique alerts; each one answered 2xx must end up as a RemediationRequest.
@@ -323,7 +257,7 @@ async fn a_redis_outage_under_load_loses_no_accepted_alert_and_heals_by_itself()
                 accepted.clone(),
                 refused.clone(),
                 client.clone(),
-                replica.url.clone(),
+                replica.base.clone(),
             );
             tokio::spawn(async move {
                 let mut i = 0u64;
@@ -370,7 +304,7 @@ async fn a_redis_outage_under_load_loses_no_accepted_alert_and_heals_by_itself()
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let ready = client
-            .get(format!("{}/readyz", replica.url))
+            .get(format!("{}/readyz", replica.base))
             .send()
             .await
             .unwrap()
@@ -391,7 +325,7 @@ async fn a_redis_outage_under_load_loses_no_accepted_alert_and_heals_by_itself()
     let until = Instant::now() + Duration::from_secs(15);
     loop {
         let ready = client
-            .get(format!("{}/readyz", replica.url))
+            .get(format!("{}/readyz", replica.base))
             .send()
             .await
             .unwrap()
@@ -569,9 +503,9 @@ async fn a_shared_window_gone_quiet_is_closed_once_by_some_replica() {
     let out = root.path().join("out");
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(Replica::start(&redis.url, &config_dir, out.clone()).await);
+        replicas.push(replica(&redis.url, &config_dir, &out).await);
     }
-    let urls: Vec<&str> = replicas.iter().map(|r| r.url.as_str()).collect();
+    let urls: Vec<&str> = replicas.iter().map(|r| r.base.as_str()).collect();
     let client = reqwest::Client::new();
     let outcomes = storm_outcomes(&client, &urls, 4).await;
     assert_eq!(

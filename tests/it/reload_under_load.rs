@@ -6,16 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use gateway::cli::Cli;
-use gateway::http::AppState;
 use gateway_adapter_file_config::WatchOptions;
-use gateway_adapter_memory::SystemClock;
-use gateway_ports::{ConfigControl, ConfigKind, ConfigSource};
+use gateway_ports::{ConfigKind, ConfigSource};
 use gateway_tests::kubelet::KubeletDir;
+use gateway_tests::served::ServedGateway;
 use gateway_tests::{alert, webhook};
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 fn storm(rate: u32, pattern: u32) -> String {
     format!("rate_threshold: {rate}\npattern_threshold: {pattern}\nbuffer_threshold: 5\n")
@@ -44,42 +40,20 @@ async fn swapping_settings_every_50ms_under_load_fails_no_request_and_takes_effe
         ],
     )
     .unwrap();
-    let config_dir = mount.path().to_str().unwrap().to_owned();
     let out = root.path().join("out");
-    let args = Cli::try_parse_from([
-        "gateway",
+    let flags = [
         "--config-dir",
-        &config_dir,
+        mount.path().to_str().unwrap(),
         "--remediation-dir",
         out.to_str().unwrap(),
-        "--shutdown-delay",
-        "0s",
-    ])
-    .unwrap()
-    .serve;
-    let assembled = gateway::serve::build(&args, Arc::new(SystemClock)).unwrap();
-    let source = assembled.config.clone();
-    let _watching = source.watch(WatchOptions {
+    ];
+    let watch = WatchOptions {
         debounce: Duration::from_millis(20),
         ..WatchOptions::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/api/v1/signals/prometheus",
-        listener.local_addr().unwrap()
-    );
-    let control: Arc<dyn ConfigControl> = assembled.config;
-    let state = AppState {
-        gateway: assembled.gateway,
-        control: Some(control),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        gateway::serve::serve(state, listener, &args, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let served = ServedGateway::start(&flags, Some(watch)).await;
+    let source = served.config.clone();
+    let url = served.prometheus_url();
 
     // Load: 4 senders, each cycling over 50 pods of its own alert (mostly duplicates after the
     // first round), for as long as the swapping goes on.
@@ -226,6 +200,5 @@ async fn swapping_settings_every_50ms_under_load_fails_no_request_and_takes_effe
     );
     assert_eq!(after["outcomes"][2]["storm_type"], "pattern");
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }

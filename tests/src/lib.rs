@@ -5,6 +5,7 @@
 
 pub mod kubelet;
 pub mod redis;
+pub mod served;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

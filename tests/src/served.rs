@@ -1,0 +1,100 @@
+//! A real gateway — the composition `gateway serve` builds — on a loopback socket, in the test's
+//! process: for tests and benchmarks that need the whole thing (config watcher, Redis, HTTP).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use gateway::cli::Cli;
+use gateway::http::AppState;
+use gateway::pipeline::Gateway;
+use gateway_adapter_file_config::{FileConfigSource, WatchHandle, WatchOptions};
+use gateway_adapter_memory::SystemClock;
+use gateway_ports::ConfigControl;
+use tokio::net::TcpListener;
+
+/// A gateway serving on `127.0.0.1:<free port>` until [`ServedGateway::stop`].
+pub struct ServedGateway {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its config source (to reload or inspect).
+    pub config: Arc<FileConfigSource>,
+    /// Its pipeline (metrics, settings).
+    pub gateway: Arc<Gateway>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _watching: Option<WatchHandle>,
+}
+
+impl ServedGateway {
+    /// Starts a gateway with these `serve` flags (`--shutdown-delay 0s` is added), watching its
+    /// config directory when `watch` is given, and waits until it reports ready.
+    pub async fn start(flags: &[&str], watch: Option<WatchOptions>) -> ServedGateway {
+        let mut argv = vec!["gateway", "--shutdown-delay", "0s"];
+        argv.extend_from_slice(flags);
+        let args = Cli::try_parse_from(argv).expect("valid flags").serve;
+        let assembled =
+            gateway::serve::build(&args, Arc::new(SystemClock)).expect("gateway builds");
+        let watching = watch.map(|options| assembled.config.watch(options));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("bound"));
+        let control: Arc<dyn ConfigControl> = assembled.config.clone();
+        let state = AppState {
+            gateway: assembled.gateway.clone(),
+            control: Some(control),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            gateway::serve::serve(state, listener, &args, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let served = ServedGateway {
+            base,
+            config: assembled.config,
+            gateway: assembled.gateway,
+            stop,
+            server,
+            _watching: watching,
+        };
+        served.wait_ready(Duration::from_secs(10)).await;
+        served
+    }
+
+    async fn wait_ready(&self, within: Duration) {
+        let client = reqwest::Client::new();
+        let ready = async {
+            loop {
+                let status = client
+                    .get(format!("{}/readyz", self.base))
+                    .send()
+                    .await
+                    .map(|r| r.status());
+                if matches!(status, Ok(s) if s.is_success()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(within, ready)
+            .await
+            .expect("the gateway becomes ready");
+    }
+
+    /// The Alertmanager webhook endpoint.
+    pub fn prometheus_url(&self) -> String {
+        format!("{}/api/v1/signals/prometheus", self.base)
+    }
+
+    /// Stops it gracefully and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+    }
+}
