@@ -74,8 +74,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// Redis for dedup state shared by every replica (`redis://host:6379/0`,
-    /// `redis+unix:///run/redis.sock`). Without it, dedup is in memory, per replica.
+    /// Redis for dedup and storm state shared by every replica (`redis://host:6379/0`,
+    /// `rediss://…` for TLS, `redis+unix:///run/redis.sock`). Without it, state is in memory,
+    /// per replica.
     #[arg(long, env = "GATEWAY_REDIS_URL")]
     pub redis_url: Option<String>,
     /// File holding the Redis password (a mounted Secret); `GATEWAY_REDIS_PASSWORD` also works.

@@ -555,3 +555,131 @@ async fn a_shared_window_gone_quiet_is_closed_once_by_some_replica() {
         replica.stop().await;
     }
 }
+
+/// A `redis-server` (Debian's, as in the test image) started on loopback with TLS only, and the
+/// self-signed certificate it serves; killed on drop.
+struct TlsRedis {
+    process: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn tls_redis() -> TlsRedis {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let process = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-port",
+        ])
+        .arg(port.to_string())
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert)
+        .args(["--tls-auth-clients", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (tests/images/redis/build.sh installs it)");
+    TlsRedis {
+        process,
+        port,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_speak_tls() {
+    let server = tls_redis();
+    let store = connected(&format!("rediss://127.0.0.1:{}/#insecure", server.port)).await;
+    let fp = Fingerprint::from_hex(&"c".repeat(64)).unwrap();
+    let seen = store
+        .record(&fp, Duration::from_secs(60), Timestamp::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        gateway_ports::Seen::First {
+            window_start: Timestamp::from_secs(5)
+        }
+    );
+    // The plain protocol on the TLS port gets nowhere: the store really spoke TLS.
+    let plain = RedisStore::new(RedisOptions::new(format!(
+        "redis://127.0.0.1:{}",
+        server.port
+    )))
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(plain.check().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unix_urls_reach_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let mut process = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (tests/images/redis/build.sh installs it)");
+    let store = connected(&format!("redis+unix://{}", socket.display())).await;
+    let fp = Fingerprint::from_hex(&"d".repeat(64)).unwrap();
+    assert!(
+        store
+            .record(&fp, Duration::from_secs(60), Timestamp::from_secs(5))
+            .await
+            .is_ok()
+    );
+    let _ = process.kill();
+    let _ = process.wait();
+}

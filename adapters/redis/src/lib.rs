@@ -37,7 +37,9 @@ use tokio::sync::OnceCell;
 /// How to reach Redis.
 #[derive(Clone)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`, or `redis+unix:///path/to/socket`.
+    /// `redis://host:port/db`, `rediss://host:port/db` (TLS, verified against the system's
+    /// roots; `#insecure` at the end skips verification, for tests only), or
+    /// `redis+unix:///path/to/socket`.
     pub url: String,
     /// A password that is not in the URL (from a file or the environment).
     pub password: Option<String>,
@@ -169,6 +171,10 @@ end
 redis.call('HSET', KEYS[1], 'v', (tonumber(version) or 0) + 1, 's', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
+-- The index outlives every window it lists.
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
 return 1
 ";
 
@@ -204,6 +210,9 @@ impl RedisStore {
     /// Validates the URL and starts connecting in the background (on the current tokio runtime).
     /// The store answers `Unavailable` until the first connection succeeds.
     pub fn new(options: RedisOptions) -> Result<Self, StoreError> {
+        // `rediss://` speaks TLS through rustls, whose crypto comes from the process-wide provider;
+        // installing it twice is harmless (the second attempt is refused and ignored).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut info =
             options
                 .url
