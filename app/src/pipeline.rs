@@ -517,10 +517,17 @@ impl Gateway {
     pub async fn tick(&self) {
         let (settings, now) = (self.config.storm(), self.clock.now());
         let closures = match &self.shared {
-            Some((_, windows)) => windows.expire(&settings, now).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot check the shared storm windows; trying again next tick");
-                Vec::new()
-            }),
+            Some((_, windows)) => {
+                if let Ok(open) = windows.open_windows().await {
+                    self.metrics
+                        .storm_windows_open
+                        .set(i64::try_from(open).unwrap_or(i64::MAX));
+                }
+                windows.expire(&settings, now).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot check the shared storm windows; trying again next tick");
+                    Vec::new()
+                })
+            }
             None => {
                 let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
                 let closures = storms.expire(&settings, now);

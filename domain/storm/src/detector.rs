@@ -20,8 +20,6 @@ pub struct StormDetector {
     histories: HashMap<String, History>,
     /// Ordered so that `expire` and `drain` return closures in a reproducible order.
     windows: BTreeMap<WindowKey, Window>,
-    /// Flushes whose writes failed, handed back by `requeue`: out again at the next `expire`.
-    requeued: Vec<(WindowKey, StormType, Vec<Signal>)>,
 }
 
 impl StormDetector {
@@ -121,14 +119,14 @@ impl StormDetector {
         self.observe(signal, &settings, clock.now())
     }
 
-    /// Closes every window whose deadline is at or before `now` (`closed_at` = its deadline),
-    /// returns the requeued flushes, and forgets history that left the pattern window.
+    /// Closes every window whose deadline is at or before `now` (`closed_at` = its deadline), and
+    /// forgets history that left the pattern window.
     pub fn expire(&mut self, settings: &StormSettings, now: Timestamp) -> Vec<Closure> {
         self.histories.retain(|_, history| {
             history.prune(now);
             !history.is_empty()
         });
-        let mut closed = self.take_requeued();
+        let mut closed = Vec::new();
         let due: Vec<(WindowKey, Timestamp)> = self
             .windows
             .iter()
@@ -145,20 +143,18 @@ impl StormDetector {
         closed
     }
 
-    /// Closes every window (graceful shutdown) and returns the requeued flushes.
+    /// Closes every window (graceful shutdown).
     ///
     /// `closed_at` is `now`, or the window's deadline (under the settings of its last signal) if
     /// that passed without an `expire`: no aggregate claims to outlive `max_window_duration`.
     pub fn drain(&mut self, now: Timestamp) -> Vec<Closure> {
-        let mut closed = self.take_requeued();
-        closed.extend(
-            std::mem::take(&mut self.windows)
-                .into_iter()
-                .map(|(key, window)| {
-                    let closed_at = window.last_deadline().min(now);
-                    window.close(key, closed_at)
-                }),
-        );
+        let closed: Vec<Closure> = std::mem::take(&mut self.windows)
+            .into_iter()
+            .map(|(key, window)| {
+                let closed_at = window.last_deadline().min(now);
+                window.close(key, closed_at)
+            })
+            .collect();
         closed
     }
 
@@ -167,32 +163,9 @@ impl StormDetector {
         self.windows.len()
     }
 
-    /// Signals held and not yet accounted for elsewhere: in the buffers of open windows, and
-    /// requeued.
+    /// Signals held in the buffers of open windows.
     pub fn buffered_signals(&self) -> usize {
-        let in_windows: usize = self.windows.values().map(Window::buffered).sum();
-        let requeued: usize = self.requeued.iter().map(|(_, _, s)| s.len()).sum();
-        in_windows + requeued
-    }
-
-    /// Takes back the signals of a [`Closure::Flush`] whose writes failed; the next
-    /// [`StormDetector::expire`] (or [`StormDetector::drain`]) returns them as a `Flush` again,
-    /// so they are retried rather than lost.
-    pub fn requeue(&mut self, key: WindowKey, storm_type: StormType, signals: Vec<Signal>) {
-        if !signals.is_empty() {
-            self.requeued.push((key, storm_type, signals));
-        }
-    }
-
-    fn take_requeued(&mut self) -> Vec<Closure> {
-        self.requeued
-            .drain(..)
-            .map(|(key, storm_type, signals)| Closure::Flush {
-                key,
-                storm_type,
-                signals,
-            })
-            .collect()
+        self.windows.values().map(Window::buffered).sum()
     }
 }
 
@@ -716,25 +689,6 @@ mod tests {
         );
         assert_eq!(detector.open_windows(), 0);
         assert_eq!(detector.drain(at(21)), []);
-    }
-
-    #[test]
-    fn a_requeued_flush_comes_back_on_the_next_expire() {
-        let s = settings(1, 100, 5);
-        let mut detector = StormDetector::default();
-        let signals = vec![signal(1, "A", "prod", "p1"), signal(2, "A", "prod", "p2")];
-        detector.requeue(key("prod", "A"), StormType::Pattern, signals.clone());
-        assert_eq!(detector.buffered_signals(), 2);
-        assert_eq!(
-            detector.expire(&s, at(0)),
-            [Closure::Flush {
-                key: key("prod", "A"),
-                storm_type: StormType::Pattern,
-                signals,
-            }]
-        );
-        assert_eq!(detector.buffered_signals(), 0);
-        assert_eq!(detector.expire(&s, at(1)), [], "returned once");
     }
 
     #[test]

@@ -209,8 +209,7 @@ pub enum Decision {
 pub enum Closure {
     /// Final snapshot of an aggregate (`closed_at` is `Some`): bring the resource up to date.
     Aggregate(Aggregate),
-    /// The buffer never reached `buffer_threshold`: create each signal individually. If some
-    /// writes fail, hand the rest back with [`StormDetector::requeue`].
+    /// The buffer never reached `buffer_threshold`: create each signal individually.
     Flush {
         /// The window that held them.
         key: WindowKey,

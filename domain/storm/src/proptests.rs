@@ -18,8 +18,6 @@ struct Step {
     gap_ms: u64,
     /// Call `expire` after the signal.
     expire: bool,
-    /// The writes of flushes returned by that `expire` fail: requeue them.
-    writes_fail: bool,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -29,18 +27,14 @@ fn step() -> impl Strategy<Value = Step> {
         0u8..6,
         prop_oneof![0u64..500, 0u64..40_000],
         any::<bool>(),
-        any::<bool>(),
     )
-        .prop_map(
-            |(alert, namespace, resource, gap_ms, expire, writes_fail)| Step {
-                alert,
-                namespace,
-                resource,
-                gap_ms,
-                expire,
-                writes_fail,
-            },
-        )
+        .prop_map(|(alert, namespace, resource, gap_ms, expire)| Step {
+            alert,
+            namespace,
+            resource,
+            gap_ms,
+            expire,
+        })
 }
 
 fn storm_settings() -> impl Strategy<Value = StormSettings> {
@@ -72,7 +66,7 @@ fn storm_settings() -> impl Strategy<Value = StormSettings> {
 struct Run {
     signals: u64,
     decisions: Vec<(Timestamp, Decision)>,
-    /// Closures handed to the writer and not requeued (a requeued flush comes back later).
+    /// Closures handed to the writer.
     written: Vec<Closure>,
 }
 
@@ -99,25 +93,13 @@ impl Run {
 const NAMES: [&str; 3] = ["KubePodCrashLooping", "NodeDown", "HighLatency"];
 const NAMESPACES: [&str; 2] = ["prod", "staging"];
 
-/// Feeds `steps` to a detector, expiring and requeuing as they say, then drains it.
+/// Feeds `steps` to a detector, expiring as they say, then drains it.
 fn run(settings: &StormSettings, capacity: WindowCapacity, steps: &[Step]) -> Run {
     let mut detector = StormDetector::new(capacity);
     let mut out = Run {
         signals: steps.len() as u64,
         decisions: Vec::new(),
         written: Vec::new(),
-    };
-    let mut write = |closed: Vec<Closure>, detector: &mut StormDetector, fail: bool| {
-        for closure in closed {
-            match closure {
-                Closure::Flush {
-                    key,
-                    storm_type,
-                    signals,
-                } if fail => detector.requeue(key, storm_type, signals),
-                closure => out.written.push(closure),
-            }
-        }
     };
     let mut now = Timestamp::from_secs(1_000_000);
     for (n, step) in steps.iter().enumerate() {
@@ -130,20 +112,13 @@ fn run(settings: &StormSettings, capacity: WindowCapacity, steps: &[Step]) -> Ru
         );
         let observation = detector.observe(&s, settings, now);
         out.decisions.push((now, observation.decision));
-        write(observation.closed, &mut detector, false);
+        out.written.extend(observation.closed);
         if step.expire {
-            write(
-                detector.expire(settings, now),
-                &mut detector,
-                step.writes_fail,
-            );
+            out.written.extend(detector.expire(settings, now));
         }
     }
-    write(
-        detector.drain(now + Duration::from_secs(3600)),
-        &mut detector,
-        false,
-    );
+    out.written
+        .extend(detector.drain(now + Duration::from_secs(3600)));
     assert_eq!(detector.open_windows(), 0);
     assert_eq!(detector.buffered_signals(), 0);
     out

@@ -105,6 +105,11 @@ impl<S: WindowStore + ?Sized> SharedWindows<S> {
         Err(contended(&name))
     }
 
+    /// Windows open in the store (all replicas').
+    pub async fn open_windows(&self) -> Result<usize, StoreError> {
+        Ok(self.store.keys().await?.len())
+    }
+
     /// Closes every window whose deadline is at or before `now` and that no other replica closed
     /// first.
     pub async fn expire(
