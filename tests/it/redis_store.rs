@@ -300,47 +300,46 @@ async fn a_redis_outage_under_load_loses_no_accepted_alert_and_heals_by_itself()
         Some("gateway_redis_available 1")
     );
 
+    // Readiness and the gauge must tell the truth during the outage, and heal by themselves.
+    let reports =
+        |status: reqwest::StatusCode, gauge: &'static str, within: Duration, why: &'static str| {
+            let (client, replica) = (&client, &replica);
+            async move {
+                let until = Instant::now() + within;
+                loop {
+                    let ready = client
+                        .get(format!("{}/readyz", replica.base))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    if ready == status && metric(&replica.gateway).as_deref() == Some(gauge) {
+                        return;
+                    }
+                    assert!(Instant::now() < until, "{why}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
     redis.stop().await;
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready = client
-            .get(format!("{}/readyz", replica.base))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if ready == reqwest::StatusCode::SERVICE_UNAVAILABLE
-            && metric(&replica.gateway).as_deref() == Some("gateway_redis_available 0")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "readiness and the gauge must tell the truth during the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let unavailable = reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    reports(
+        unavailable,
+        "gateway_redis_available 0",
+        Duration::from_secs(10),
+        "the outage is reported",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     redis.start_again().await;
-    let until = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ready = client
-            .get(format!("{}/readyz", replica.base))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if ready == reqwest::StatusCode::OK
-            && metric(&replica.gateway).as_deref() == Some("gateway_redis_available 1")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the gateway recovers by itself within seconds"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ok = reqwest::StatusCode::OK;
+    reports(
+        ok,
+        "gateway_redis_available 1",
+        Duration::from_secs(15),
+        "the gateway recovers by itself",
+    )
+    .await;
     let refused_during = refused.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
     running.store(false, Ordering::SeqCst);
