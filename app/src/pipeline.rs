@@ -385,23 +385,9 @@ impl Gateway {
                 if let Some(storm_type) = storm_started {
                     self.storm_started(signal, storm_type);
                 }
-                let written = self.write_aggregate(&aggregate).await;
-                Ok(self.aggregate_outcome(
-                    signal,
-                    &aggregate,
-                    Outcome::Aggregated,
-                    written == Some(Written::Created),
-                ))
+                Ok(self.aggregated(signal, &aggregate).await)
             }
-            Decision::Joined { aggregate } => {
-                let written = self.write_aggregate(&aggregate).await;
-                Ok(self.aggregate_outcome(
-                    signal,
-                    &aggregate,
-                    Outcome::Aggregated,
-                    written == Some(Written::Created),
-                ))
-            }
+            Decision::Joined { aggregate } => Ok(self.aggregated(signal, &aggregate).await),
             Decision::SampledOut { aggregate } => {
                 self.metrics.storm_sampled_out.inc();
                 Ok(self.aggregate_outcome(signal, &aggregate, Outcome::SampledOut, false))
@@ -439,6 +425,17 @@ impl Gateway {
             .with_label_values(&[storm_type.as_str()])
             .inc();
         tracing::warn!(alert = %signal.name, namespace = %signal.namespace, storm_type = storm_type.as_str(), "alert storm detected: aggregating");
+    }
+
+    /// Writes the aggregate the signal went into and answers `aggregated`.
+    async fn aggregated(&self, signal: &Signal, aggregate: &Aggregate) -> AlertOutcome {
+        let written = self.write_aggregate(aggregate).await;
+        self.aggregate_outcome(
+            signal,
+            aggregate,
+            Outcome::Aggregated,
+            written == Some(Written::Created),
+        )
     }
 
     fn aggregate_outcome(

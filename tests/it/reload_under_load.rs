@@ -17,6 +17,17 @@ fn storm(rate: u32, pattern: u32) -> String {
     format!("rate_threshold: {rate}\npattern_threshold: {pattern}\nbuffer_threshold: 5\n")
 }
 
+async fn post(client: &reqwest::Client, url: &str, body: String) -> Value {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
 async fn wait_for(deadline: Duration, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + deadline;
     while !done() {
@@ -147,16 +158,7 @@ async fn swapping_settings_every_50ms_under_load_fails_no_request_and_takes_effe
         )
         .to_string()
     };
-    let before: Value = client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(burst("Before"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = post(&client, &url, burst("Before")).await;
     assert!(
         before["outcomes"]
             .as_array()
@@ -177,16 +179,7 @@ async fn swapping_settings_every_50ms_under_load_fails_no_request_and_takes_effe
         source.generation(ConfigKind::Storm) > generation
     })
     .await;
-    let after: Value = client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(burst("After"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = post(&client, &url, burst("After")).await;
     let outcomes: Vec<&str> = after["outcomes"]
         .as_array()
         .unwrap()
