@@ -26,6 +26,8 @@ pub enum Command {
     /// Work with config directories.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the RemediationRequest CustomResourceDefinition as YAML (`gateway crd | kubectl apply -f -`).
+    Crd,
 }
 
 /// `gateway config …`
@@ -48,6 +50,49 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where RemediationRequests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sink {
+    /// One YAML file per resource in `--remediation-dir` (embedded default, no cluster needed).
+    Directory,
+    /// The Kubernetes API (in-cluster config, or `--kubeconfig` / `KUBECONFIG`).
+    Kubernetes,
+}
+
+/// Where the hot-reloadable settings come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSourceArg {
+    /// The files of `--config-dir` (the mounted ConfigMap), watched with notify.
+    File,
+    /// The ConfigMap itself, watched through the Kubernetes API.
+    ConfigMap {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl std::str::FromStr for ConfigSourceArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "file" {
+            return Ok(ConfigSourceArg::File);
+        }
+        let usage =
+            || format!("invalid config source {s:?}: write `file` or `configmap:NAMESPACE/NAME`");
+        let rest = s.strip_prefix("configmap:").ok_or_else(usage)?;
+        let (namespace, name) = rest.split_once('/').ok_or_else(usage)?;
+        if namespace.is_empty() || name.is_empty() || name.contains('/') {
+            return Err(usage());
+        }
+        Ok(ConfigSourceArg::ConfigMap {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// Static settings of `serve`: read once at start; changing one needs a restart.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -68,6 +113,25 @@ pub struct ServeArgs {
         default_value = "./remediations"
     )]
     pub remediation_dir: PathBuf,
+    /// Where RemediationRequests go: `directory` (default) or `kubernetes`.
+    #[arg(long, env = "GATEWAY_SINK", value_enum, default_value = "directory")]
+    pub sink: Sink,
+    /// Kubeconfig for `--sink kubernetes` and `--config-source configmap:…` (default: `KUBECONFIG`,
+    /// then `~/.kube/config`, then the in-cluster service account).
+    #[arg(long, env = "GATEWAY_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the hot-reloadable settings come from: `file` (the files of `--config-dir`) or
+    /// `configmap:NAMESPACE/NAME` (the ConfigMap, watched through the Kubernetes API: applies in
+    /// about a second instead of the kubelet's up to 90 s).
+    #[arg(long, env = "GATEWAY_CONFIG_SOURCE", default_value = "file")]
+    pub config_source: ConfigSourceArg,
+    /// Longest wait for one Kubernetes API call (an attempt; retries are extra).
+    #[arg(long, env = "GATEWAY_KUBE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub kube_timeout: Duration,
+    /// At most one occurrence-count update per RemediationRequest per this interval (duplicates
+    /// and growing aggregates are coalesced, so an alert storm is not an API-server storm).
+    #[arg(long, env = "GATEWAY_UPDATE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub update_interval: Duration,
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

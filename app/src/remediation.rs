@@ -117,6 +117,13 @@ pub fn for_signal(
 pub fn for_aggregate(aggregate: &Aggregate, fallback_namespace: &str) -> RemediationRequest {
     let storm = StormInfo {
         storm_type: aggregate.storm_type.as_str().to_owned(),
+        storm_window: humantime::format_duration(
+            aggregate
+                .closed_at
+                .unwrap_or(aggregate.last_activity)
+                .saturating_since(aggregate.opened_at),
+        )
+        .to_string(),
         storm_window_start: aggregate.opened_at,
         storm_window_end: aggregate.closed_at,
         storm_alert_count: aggregate.alert_count,

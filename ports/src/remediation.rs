@@ -49,6 +49,8 @@ pub struct DeduplicationInfo {
 pub struct StormInfo {
     /// `rate` or `pattern`.
     pub storm_type: String,
+    /// How long the window has been open (closed: its whole length), in words (`2m 30s`).
+    pub storm_window: String,
     /// When the aggregation window opened.
     pub storm_window_start: Timestamp,
     /// When it closed (absent while it is open).
