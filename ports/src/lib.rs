@@ -18,8 +18,8 @@ pub use config::{
 };
 pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
 pub use remediation::{
-    AffectedResource, DeduplicationInfo, RemediationRequest, RemediationWriter, StormInfo,
-    WriteError, WriteFailure, Written,
+    AffectedResource, DeduplicationInfo, Occurrences, RemediationRequest, RemediationWriter,
+    StormInfo, WriteError, WriteFailure, Written,
 };
 pub use settings::{
     DedupSettings, InvalidSettings, Ratio, RetrySettings, SettingError, StormSettings, Threshold,

@@ -113,6 +113,19 @@ pub struct RemediationRequest {
     pub spec: RemediationRequestSpec,
 }
 
+/// Later occurrences of the signal behind an existing resource, to be recorded on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occurrences {
+    /// The resource's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The latest occurrence.
+    pub last_occurrence: Timestamp,
+    /// Occurrences in the window so far (the dedup store's count: absolute, not an increment).
+    pub occurrence_count: u64,
+}
+
 /// What a successful write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -174,9 +187,14 @@ impl WriteError {
 /// Contract:
 /// - one attempt per call: retrying is the caller's policy (the retry domain), not the adapter's;
 /// - [`RemediationWriter::create`] on a name that already exists returns
-///   `Ok(Written::AlreadyExisted)` and leaves the existing resource as it is;
+///   `Ok(Written::AlreadyExisted)`: the work is there; its spec stays as it is, but this
+///   occurrence is counted on it (`deduplication.occurrenceCount` + 1, `lastOccurrence`), since
+///   `AlreadyExists` is a second line of deduplication;
 /// - [`RemediationWriter::update`] replaces the spec and labels of the named resource, creating it
 ///   when it is missing (`Ok(Written::Created)`);
+/// - [`RemediationWriter::record_occurrences`] sets the occurrence count and last occurrence of
+///   an existing resource (`Ok(Written::Updated)`); a missing one is a 404 failure, never created
+///   (there is nothing to count on);
 /// - failures are reported as [`WriteFailure`] so the caller can tell transient from permanent.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
@@ -185,6 +203,8 @@ pub trait RemediationWriter: Send + Sync {
     async fn create(&self, request: &RemediationRequest) -> Result<Written, WriteError>;
     /// Brings the named resource up to date (or creates it).
     async fn update(&self, request: &RemediationRequest) -> Result<Written, WriteError>;
+    /// Records later occurrences on an existing resource.
+    async fn record_occurrences(&self, occurrences: &Occurrences) -> Result<Written, WriteError>;
     /// Succeeds when writes can be attempted now (readiness).
     async fn check(&self) -> Result<(), WriteError>;
 }

@@ -177,6 +177,13 @@ impl RemediationWriter for FaultyWriter {
         self.gate().await?;
         self.inner.update(request).await
     }
+    async fn record_occurrences(
+        &self,
+        occurrences: &gateway_ports::Occurrences,
+    ) -> Result<Written, WriteError> {
+        self.gate().await?;
+        self.inner.record_occurrences(occurrences).await
+    }
     async fn check(&self) -> Result<(), WriteError> {
         self.inner.check().await
     }

@@ -4,15 +4,19 @@
 //! `metadata`, `spec`), so what a user reads here is what the Kubernetes sink would create.
 //! Writes are atomic: a temporary file is linked into place (create: fails if the name exists,
 //! which is `AlreadyExists`) or renamed over it (update), so a reader never sees half a document.
+//! Occurrence counts (after `AlreadyExists`, or [`RemediationWriter::record_occurrences`]) are a
+//! read-modify-write under a per-name lock, so two of them never lose one another's count.
 
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use gateway_ports::remediation::RemediationRequestSpec;
+use gateway_ports::remediation::{DeduplicationInfo, Occurrences, RemediationRequestSpec};
 use gateway_ports::{RemediationRequest, RemediationWriter, WriteError, WriteFailure, Written};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The CRD's group and version.
 pub const API_VERSION: &str = "remediation.kubernaut.io/v1alpha1";
@@ -22,6 +26,24 @@ pub const API_VERSION: &str = "remediation.kubernaut.io/v1alpha1";
 pub struct DirectoryWriter {
     dir: PathBuf,
     temp_counter: AtomicU64,
+    /// Per-name locks (striped): writes of one name never interleave.
+    locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+const LOCK_STRIPES: usize = 64;
+
+/// A stored document, read back for an occurrence update.
+#[derive(Deserialize)]
+struct Stored {
+    metadata: StoredMetadata,
+    spec: RemediationRequestSpec,
+}
+
+#[derive(Deserialize)]
+struct StoredMetadata {
+    namespace: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -62,6 +84,9 @@ impl DirectoryWriter {
         Ok(DirectoryWriter {
             dir,
             temp_counter: AtomicU64::new(0),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -117,7 +142,71 @@ impl DirectoryWriter {
             .join(format!(".{name}.{}.{n}.tmp", std::process::id()))
     }
 
+    fn lock_of(&self, name: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % LOCK_STRIPES as u64).unwrap_or(0);
+        &self.locks[stripe]
+    }
+
+    /// Reads the stored resource `name`, lets `change` edit its deduplication bookkeeping, and
+    /// writes it back. The caller holds the name's lock.
+    async fn modify(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut DeduplicationInfo),
+    ) -> Result<Written, WriteError> {
+        Self::check_name(name)?;
+        let path = self.path_of(name);
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(WriteError::new(
+                    WriteFailure::Status {
+                        code: 404,
+                        retry_after: None,
+                    },
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            Err(e) => return Err(io_failure("read", &path, e)),
+        };
+        let stored: Stored = serde_norway::from_str(&text).map_err(|e| WriteError {
+            failure: WriteFailure::Local { retryable: false },
+            message: format!("cannot read {} back: {e}", path.display()),
+            source: Some(Box::new(e)),
+        })?;
+        let mut request = RemediationRequest {
+            name: name.to_owned(),
+            namespace: stored.metadata.namespace,
+            labels: stored.metadata.labels,
+            spec: stored.spec,
+        };
+        change(&mut request.spec.deduplication);
+        self.write_unlocked(&request, true).await
+    }
+
     async fn write(
+        &self,
+        request: &RemediationRequest,
+        replace: bool,
+    ) -> Result<Written, WriteError> {
+        let _guard = self.lock_of(&request.name).lock().await;
+        let written = self.write_unlocked(request, replace).await?;
+        if written != Written::AlreadyExisted {
+            return Ok(written);
+        }
+        // AlreadyExists is a second line of dedup: this occurrence is counted on the first.
+        let at = request.spec.deduplication.last_occurrence;
+        self.modify(&request.name, |dedup| {
+            dedup.occurrence_count += 1;
+            dedup.last_occurrence = dedup.last_occurrence.max(at);
+        })
+        .await?;
+        Ok(Written::AlreadyExisted)
+    }
+
+    async fn write_unlocked(
         &self,
         request: &RemediationRequest,
         replace: bool,
@@ -178,6 +267,15 @@ impl RemediationWriter for DirectoryWriter {
 
     async fn update(&self, request: &RemediationRequest) -> Result<Written, WriteError> {
         self.write(request, true).await
+    }
+
+    async fn record_occurrences(&self, occurrences: &Occurrences) -> Result<Written, WriteError> {
+        let _guard = self.lock_of(&occurrences.name).lock().await;
+        self.modify(&occurrences.name, |dedup| {
+            dedup.occurrence_count = dedup.occurrence_count.max(occurrences.occurrence_count);
+            dedup.last_occurrence = dedup.last_occurrence.max(occurrences.last_occurrence);
+        })
+        .await
     }
 
     async fn check(&self) -> Result<(), WriteError> {
@@ -258,16 +356,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn create_of_an_existing_name_is_already_existed_and_keeps_the_first() {
+    async fn create_of_an_existing_name_keeps_the_first_and_counts_the_occurrence() {
         let dir = tempfile::tempdir().unwrap();
         let w = DirectoryWriter::new(dir.path()).unwrap();
-        w.create(&request("rr-1", 1)).await.unwrap();
+        let mut first = request("rr-1", 1);
+        first.spec.signal_name = "First".to_owned();
+        w.create(&first).await.unwrap();
         assert_eq!(
-            w.create(&request("rr-1", 9)).await.unwrap(),
+            w.create(&request("rr-1", 1)).await.unwrap(),
             Written::AlreadyExisted
         );
         let text = std::fs::read_to_string(w.path_of("rr-1")).unwrap();
-        assert!(text.contains("occurrenceCount: 1"));
+        assert!(text.contains("signalName: First"), "{text}");
+        assert!(text.contains("occurrenceCount: 2"), "{text}");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
     }
@@ -286,6 +387,36 @@ mod tests {
         );
         let text = std::fs::read_to_string(w.path_of("rr-2")).unwrap();
         assert!(text.contains("occurrenceCount: 5"));
+    }
+
+    #[tokio::test]
+    async fn record_occurrences_sets_the_count_never_lowers_it_and_never_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        let occurrences = |count| Occurrences {
+            name: "rr-3".to_owned(),
+            namespace: "prod".to_owned(),
+            last_occurrence: Timestamp::from_secs(1_764_090_100),
+            occurrence_count: count,
+        };
+        let missing = w.record_occurrences(&occurrences(4)).await.unwrap_err();
+        assert!(matches!(
+            missing.failure,
+            WriteFailure::Status { code: 404, .. }
+        ));
+        assert!(!w.path_of("rr-3").exists());
+        w.create(&request("rr-3", 1)).await.unwrap();
+        assert_eq!(
+            w.record_occurrences(&occurrences(4)).await.unwrap(),
+            Written::Updated
+        );
+        w.record_occurrences(&occurrences(3)).await.unwrap();
+        let text = std::fs::read_to_string(w.path_of("rr-3")).unwrap();
+        assert!(text.contains("occurrenceCount: 4"), "{text}");
+        assert!(
+            text.contains("lastOccurrence: 2025-11-25T17:01:40"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,9 @@
 //! that the code makes no other.
 
 pub mod crd;
+mod writer;
+
+pub use writer::{ApiCallRecord, ClientError, ClientOptions, KubeWriter, client};
 
 /// One kind of Kubernetes API request the gateway makes: what RBAC must allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

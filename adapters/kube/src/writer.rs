@@ -1,0 +1,372 @@
+//! [`KubeWriter`]: the [`RemediationWriter`] port over the Kubernetes API.
+//!
+//! One API attempt per port call (the app's retry policy, from the retry domain and the
+//! hot-reloaded `retry.yaml`, decides whether to try again; kube's own retry layer is turned off
+//! by [`client`]). Each call is bounded by a timeout, reported as [`WriteFailure::Timeout`].
+//!
+//! | port call | API requests |
+//! |---|---|
+//! | `create` | `POST`; on `409 AlreadyExists`: `GET`, then a merge `PATCH` of the occurrence count guarded by `resourceVersion` (on `409 Conflict`: read again, up to 5 times) |
+//! | `update` | merge `PATCH` of labels and spec; on `404`: `POST` |
+//! | `record_occurrences` | merge `PATCH` of `spec.deduplication.{lastOccurrence,occurrenceCount}`; `404` is reported, never created |
+//! | `check` | `GET /apis/remediation.kubernaut.io/v1alpha1` (discovery: is the CRD installed?) |
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use gateway_ports::remediation::Occurrences;
+use gateway_ports::{
+    RemediationRequest as PortRequest, RemediationWriter, WriteError, WriteFailure, Written,
+};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Config};
+use serde_json::json;
+
+use crate::crd::{self, RemediationRequest};
+
+/// How a Kubernetes client is made.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// A kubeconfig file; `None`: `KUBECONFIG`, `~/.kube/config`, then the in-cluster service
+    /// account (kube's inference).
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// Why no client could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig file could not be read or used.
+    #[error("cannot use kubeconfig {path}: {message}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Neither a kubeconfig nor an in-cluster service account was found.
+    #[error(
+        "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or an in-cluster service account): {0}"
+    )]
+    Infer(String),
+    /// The client could not be built.
+    #[error("cannot build the Kubernetes client: {0}")]
+    Build(String),
+}
+
+/// A Kubernetes client with kube's built-in retry turned off, so the gateway's own policy (the
+/// retry domain, with hot-reloaded settings) is the only one: two retry loops would multiply
+/// attempts and blow the retry budget kept below Alertmanager's webhook timeout.
+pub async fn client(options: &ClientOptions) -> Result<Client, ClientError> {
+    let mut config = match &options.kubeconfig {
+        Some(path) => from_kubeconfig(path).await?,
+        None => Config::infer()
+            .await
+            .map_err(|e| ClientError::Infer(e.to_string()))?,
+    };
+    config.default_retry = false;
+    Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))
+}
+
+async fn from_kubeconfig(path: &Path) -> Result<Config, ClientError> {
+    let fail = |message: String| ClientError::Kubeconfig {
+        path: path.display().to_string(),
+        message,
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
+    Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// One API request, for metrics: `verb` is the RBAC verb, `code` the HTTP status (or `timeout`,
+/// `connection`).
+#[derive(Debug, Clone)]
+pub struct ApiCallRecord {
+    /// `create`, `get`, `patch`, `discovery`.
+    pub verb: &'static str,
+    /// HTTP status code as text, `timeout` or `connection`.
+    pub code: String,
+    /// How long the request took.
+    pub duration: Duration,
+}
+
+type CallObserver = Arc<dyn Fn(&ApiCallRecord) + Send + Sync>;
+
+/// Writes RemediationRequests through the Kubernetes API.
+#[derive(Clone)]
+pub struct KubeWriter {
+    client: Client,
+    timeout: Duration,
+    observer: Option<CallObserver>,
+}
+
+impl std::fmt::Debug for KubeWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeWriter")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attempts at the read-modify-write of an occurrence count before giving up on conflicts.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+impl KubeWriter {
+    /// A writer over `client`; each API request is given at most `timeout`.
+    pub fn new(client: Client, timeout: Duration) -> Self {
+        KubeWriter {
+            client,
+            timeout,
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` after every API request (latency and outcome metrics).
+    pub fn with_observer(
+        mut self,
+        observer: impl Fn(&ApiCallRecord) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    fn api(&self, namespace: &str) -> Api<RemediationRequest> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Runs one API request with the timeout, reports it, and maps its error.
+    async fn call<T>(
+        &self,
+        verb: &'static str,
+        what: &str,
+        request: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, WriteError> {
+        #[allow(clippy::disallowed_methods)] // a latency metric, not a decision
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(map_error(what, e)),
+            Err(_) => Err(WriteError::new(
+                WriteFailure::Timeout,
+                format!(
+                    "{what}: no answer from the Kubernetes API within {:?}",
+                    self.timeout
+                ),
+            )),
+        };
+        if let Some(observer) = &self.observer {
+            let code = match &result {
+                Ok(_) => "2xx".to_owned(),
+                Err(e) => match e.failure {
+                    WriteFailure::Status { code, .. } => code.to_string(),
+                    WriteFailure::Timeout => "timeout".to_owned(),
+                    WriteFailure::Connection => "connection".to_owned(),
+                    WriteFailure::Local { .. } => "local".to_owned(),
+                },
+            };
+            observer(&ApiCallRecord {
+                verb,
+                code,
+                duration: started.elapsed(),
+            });
+        }
+        result
+    }
+
+    async fn post(
+        &self,
+        resource: &RemediationRequest,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), WriteError> {
+        let api = self.api(namespace);
+        self.call(
+            "create",
+            &format!("create RemediationRequest {namespace}/{name}"),
+            api.create(&PostParams::default(), resource),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Counts one more occurrence on an existing resource: read, then a patch guarded by the
+    /// resourceVersion read (the API answers `409 Conflict` if someone wrote in between: read again).
+    async fn count_occurrence(&self, request: &PortRequest) -> Result<(), WriteError> {
+        let (namespace, name) = (&request.namespace, &request.name);
+        let api = self.api(namespace);
+        let at = request.spec.deduplication.last_occurrence;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let existing = self
+                .call(
+                    "get",
+                    &format!("get RemediationRequest {namespace}/{name}"),
+                    api.get(name),
+                )
+                .await?;
+            let dedup = &existing.spec.deduplication;
+            let last = match gateway_ports::Timestamp::parse_rfc3339(&dedup.last_occurrence) {
+                Some(previous) => previous.max(at),
+                None => at,
+            };
+            let patch = json!({
+                "metadata": { "resourceVersion": existing.metadata.resource_version },
+                "spec": { "deduplication": {
+                    "occurrenceCount": dedup.occurrence_count + 1,
+                    "lastOccurrence": last.to_rfc3339(),
+                }},
+            });
+            let patched = self
+                .call(
+                    "patch",
+                    &format!("count an occurrence on RemediationRequest {namespace}/{name}"),
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+                )
+                .await;
+            match patched {
+                Err(e) if is_status(&e, 409) && attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(%namespace, %name, attempt, "RemediationRequest changed while counting an occurrence: reading it again");
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+}
+
+fn is_status(e: &WriteError, expected: u16) -> bool {
+    matches!(e.failure, WriteFailure::Status { code, .. } if code == expected)
+}
+
+/// Maps a kube error to the port's classification.
+fn map_error(what: &str, e: kube::Error) -> WriteError {
+    let failure = match &e {
+        kube::Error::Api(status) => WriteFailure::Status {
+            code: status.code,
+            retry_after: status
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(u64::from(s))),
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+            WriteFailure::Connection
+        }
+        // A response we could not read is a broken exchange: worth another attempt.
+        kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => WriteFailure::Connection,
+        _ => WriteFailure::Local { retryable: false },
+    };
+    let detail = match &e {
+        kube::Error::Api(status) => {
+            format!("{} {} ({})", status.code, status.reason, status.message)
+        }
+        other => other.to_string(),
+    };
+    WriteError {
+        failure,
+        message: format!("{what}: {detail}"),
+        source: Some(Box::new(e)),
+    }
+}
+
+fn shape_error(e: crd::ShapeError) -> WriteError {
+    WriteError {
+        failure: WriteFailure::Local { retryable: false },
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    }
+}
+
+#[async_trait]
+impl RemediationWriter for KubeWriter {
+    async fn create(&self, request: &PortRequest) -> Result<Written, WriteError> {
+        let resource = crd::to_resource(request).map_err(shape_error)?;
+        match self
+            .post(&resource, &request.namespace, &request.name)
+            .await
+        {
+            Ok(()) => Ok(Written::Created),
+            Err(e) if is_status(&e, 409) => {
+                // AlreadyExists: the work is there (a retry whose first attempt landed, another
+                // replica). It is the result; this occurrence is counted on it.
+                if let Err(count) = self.count_occurrence(request).await {
+                    tracing::warn!(error = %count, "RemediationRequest already existed; its occurrence count could not be updated");
+                }
+                Ok(Written::AlreadyExisted)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update(&self, request: &PortRequest) -> Result<Written, WriteError> {
+        let resource = crd::to_resource(request).map_err(shape_error)?;
+        let (namespace, name) = (&request.namespace, &request.name);
+        let patch = json!({
+            "metadata": { "labels": request.labels },
+            "spec": resource.spec,
+        });
+        let patched = self
+            .call(
+                "patch",
+                &format!("patch RemediationRequest {namespace}/{name}"),
+                self.api(namespace)
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .await;
+        match patched {
+            Ok(_) => Ok(Written::Updated),
+            Err(e) if is_status(&e, 404) => match self.post(&resource, namespace, name).await {
+                Ok(()) => Ok(Written::Created),
+                // Created in between by someone else: the next attempt patches it.
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn record_occurrences(&self, occurrences: &Occurrences) -> Result<Written, WriteError> {
+        let (namespace, name) = (&occurrences.namespace, &occurrences.name);
+        let patch = json!({
+            "spec": { "deduplication": {
+                "occurrenceCount": occurrences.occurrence_count,
+                "lastOccurrence": occurrences.last_occurrence.to_rfc3339(),
+            }},
+        });
+        self.call(
+            "patch",
+            &format!("record occurrences on RemediationRequest {namespace}/{name}"),
+            self.api(namespace)
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map(|_| Written::Updated)
+    }
+
+    async fn check(&self) -> Result<(), WriteError> {
+        let group_version = format!("{}/{}", crd::GROUP, crd::VERSION);
+        let resources = self
+            .call(
+                "discovery",
+                &format!("discover {group_version}"),
+                self.client.list_api_group_resources(&group_version),
+            )
+            .await?;
+        if resources.resources.iter().any(|r| r.name == crd::PLURAL) {
+            Ok(())
+        } else {
+            Err(WriteError::new(
+                WriteFailure::Status {
+                    code: 404,
+                    retry_after: None,
+                },
+                format!(
+                    "the API serves {group_version} but not {}: is the CRD installed?",
+                    crd::PLURAL
+                ),
+            ))
+        }
+    }
+}
