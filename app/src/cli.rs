@@ -128,6 +128,13 @@ pub struct ServeArgs {
     /// Longest wait for one Kubernetes API call (an attempt; retries are extra).
     #[arg(long, env = "GATEWAY_KUBE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub kube_timeout: Duration,
+    /// The longest one webhook request may spend writing RemediationRequests, retries included.
+    /// Keep it below the sender's timeout: Alertmanager gives a notification at least 10 s
+    /// (its minimum notify timeout; `group_interval` when longer), so the 8 s default leaves
+    /// 2 s for the rest of the request. A retry that would not end in time is not made: the
+    /// sender gets 503 in time and resends.
+    #[arg(long, env = "GATEWAY_WRITE_DEADLINE", default_value = "8s", value_parser = parse_duration)]
+    pub write_deadline: Duration,
     /// At most one occurrence-count update per RemediationRequest per this interval (duplicates
     /// and growing aggregates are coalesced, so an alert storm is not an API-server storm).
     #[arg(long, env = "GATEWAY_UPDATE_INTERVAL", default_value = "5s", value_parser = parse_duration)]

@@ -33,8 +33,18 @@ pub struct Metrics {
     pub remediations_updated: IntCounter,
     /// Writes that found their resource already there (a second line of dedup).
     pub remediations_already_existed: IntCounter,
-    /// Writes that failed for good, by reason (`permanent`, `exhausted`).
+    /// Writes that failed for good, by reason (`permanent`, `exhausted`: attempts or time used up).
     pub remediation_write_errors: IntCounterVec,
+    /// Failed write attempts, by class (`throttled`, `server_error`, `client_error`, `timeout`,
+    /// `connection`, `local`): every attempt, retried or not.
+    pub remediation_attempt_failures: IntCounterVec,
+    /// Occurrence-count updates of existing resources, by result (`written`, `coalesced`: folded
+    /// into a later write, `absent`: no such resource, `failed`: kept for the next flush).
+    pub remediation_occurrence_updates: IntCounterVec,
+    /// Kubernetes API requests, by verb and status code (`timeout`, `connection` when none).
+    pub kube_api_requests: IntCounterVec,
+    /// Kubernetes API request latency, by verb.
+    pub kube_api_request_duration: HistogramVec,
     /// Retries of RemediationRequest writes.
     pub remediation_write_retries: IntCounter,
     /// Writes waiting to be retried in the background (aggregates, flushed buffers).
@@ -134,6 +144,19 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let kube_api_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_kube_api_request_duration_seconds",
+                "Kubernetes API request latency, by verb",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["verb"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(kube_api_request_duration.clone()))
+            .expect("metric registered once");
         let config_reload_duration = HistogramVec::new(
             HistogramOpts::new(
                 "gateway_config_reload_duration_seconds",
@@ -176,7 +199,7 @@ impl Metrics {
         r.register(Box::new(config_info.clone()))
             .expect("metric registered once");
 
-        Metrics {
+        let metrics = Metrics {
             config_reload_total: counter_vec(
                 &r,
                 "gateway_config_reload_total",
@@ -268,6 +291,25 @@ impl Metrics {
                 "gateway_redis_available",
                 "1 while Redis answers its health check",
             ),
+            remediation_attempt_failures: counter_vec(
+                &r,
+                "gateway_remediation_write_attempt_failures_total",
+                "Failed RemediationRequest write attempts, by class",
+                &["class"],
+            ),
+            remediation_occurrence_updates: counter_vec(
+                &r,
+                "gateway_remediation_occurrence_updates_total",
+                "Occurrence-count updates of existing RemediationRequests, by result",
+                &["result"],
+            ),
+            kube_api_requests: counter_vec(
+                &r,
+                "gateway_kube_api_requests_total",
+                "Kubernetes API requests, by verb and status code",
+                &["verb", "code"],
+            ),
+            kube_api_request_duration,
             dedup_store_errors: counter(
                 &r,
                 "gateway_dedup_store_errors_total",
@@ -278,7 +320,26 @@ impl Metrics {
             ready: gauge(&r, "gateway_ready", "1 while the gateway reports ready"),
             build_info,
             registry: r,
+        };
+        // Series that alerts compute rates of exist from the start, at zero.
+        for reason in ["permanent", "exhausted"] {
+            metrics
+                .remediation_write_errors
+                .with_label_values(&[reason]);
         }
+        for class in FAILURE_CLASSES {
+            metrics
+                .remediation_attempt_failures
+                .with_label_values(&[class]);
+        }
+        metrics
+    }
+
+    /// Counts one failed write attempt.
+    pub fn observe_attempt_failure(&self, failure: &gateway_ports::WriteFailure) {
+        self.remediation_attempt_failures
+            .with_label_values(&[failure_class(failure)])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -343,6 +404,28 @@ impl Metrics {
     /// The registry, for adapters that add metrics of their own.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+const FAILURE_CLASSES: [&str; 6] = [
+    "throttled",
+    "server_error",
+    "client_error",
+    "timeout",
+    "connection",
+    "local",
+];
+
+/// The metric class of a failed attempt.
+fn failure_class(failure: &gateway_ports::WriteFailure) -> &'static str {
+    use gateway_ports::WriteFailure;
+    match failure {
+        WriteFailure::Status { code: 429, .. } => "throttled",
+        WriteFailure::Status { code, .. } if *code >= 500 => "server_error",
+        WriteFailure::Status { .. } => "client_error",
+        WriteFailure::Timeout => "timeout",
+        WriteFailure::Connection => "connection",
+        WriteFailure::Local { .. } => "local",
     }
 }
 

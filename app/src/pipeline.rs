@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
 use gateway_ports::{
-    Clock, ConfigSource, DedupStore, Settings, Signal, StoreError, StormCounter, WindowStore,
-    Written,
+    Clock, ConfigSource, DedupStore, Occurrences, Settings, Signal, StoreError, StormCounter,
+    Timestamp, WindowStore, WriteFailure, Written,
 };
 use gateway_storm::{
     Aggregate, Closure, Decision, PATTERN_WINDOW, RATE_WINDOW, SharedWindows, StormDetector,
@@ -22,9 +22,10 @@ use gateway_storm::{
 };
 use serde::Serialize;
 
+use crate::coalesce::{Coalescer, Recorded};
 use crate::metrics::Metrics;
 use crate::remediation;
-use crate::writer::{Op, RetryingWriter};
+use crate::writer::{Deadline, Op, RetryingWriter};
 
 /// What happened to one signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -133,10 +134,24 @@ pub struct Gateway {
     writer: RetryingWriter,
     metrics: Metrics,
     fallback_namespace: String,
-    /// Per aggregate name, the newest version written: (alert count, closed). Writes of older
-    /// snapshots (two requests racing) are skipped, so an aggregate never goes backwards.
-    aggregate_versions: tokio::sync::Mutex<HashMap<String, (u64, bool)>>,
+    /// Per aggregate name, the newest version written. Writes of older snapshots (two requests
+    /// racing) are skipped, so an aggregate never goes backwards.
+    aggregate_versions: tokio::sync::Mutex<HashMap<String, AggregateWritten>>,
+    /// Aggregates whose alert count grew without new resources: written once per interval.
+    aggregate_updates: Mutex<HashMap<String, Aggregate>>,
+    /// Occurrence counts of duplicates, written once per resource per interval.
+    occurrences: Coalescer,
+    update_interval: Duration,
+    write_deadline: Duration,
     accepting: AtomicBool,
+}
+
+/// What was last written of an aggregate.
+#[derive(Debug, Clone, Copy)]
+struct AggregateWritten {
+    alert_count: u64,
+    resources: usize,
+    at: Timestamp,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -177,6 +192,30 @@ pub struct Parts {
     pub metrics: Metrics,
     /// Namespace for RemediationRequests of cluster-scoped signals.
     pub fallback_namespace: String,
+    /// Timing of RemediationRequest writes.
+    pub timing: WriteTiming,
+}
+
+/// Timing of RemediationRequest writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTiming {
+    /// The longest a webhook request may spend writing, retries included (below the sender's
+    /// timeout).
+    pub deadline: Duration,
+    /// The longest one attempt of the sink takes (its own timeout).
+    pub attempt_timeout: Duration,
+    /// At most one occurrence-count update per resource per this interval.
+    pub update_interval: Duration,
+}
+
+impl Default for WriteTiming {
+    fn default() -> Self {
+        WriteTiming {
+            deadline: Duration::from_secs(8),
+            attempt_timeout: Duration::from_secs(2),
+            update_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Gateway {
@@ -189,7 +228,8 @@ impl Gateway {
                 parts.config.clone(),
                 parts.metrics.clone(),
                 seed,
-            ),
+            )
+            .with_attempt_timeout(parts.timing.attempt_timeout),
             config: parts.config,
             clock: parts.clock,
             dedup: Deduplicator::new(parts.dedup_store),
@@ -200,6 +240,10 @@ impl Gateway {
             metrics: parts.metrics,
             fallback_namespace: parts.fallback_namespace,
             aggregate_versions: tokio::sync::Mutex::new(HashMap::new()),
+            aggregate_updates: Mutex::new(HashMap::new()),
+            occurrences: Coalescer::new(parts.timing.update_interval),
+            update_interval: parts.timing.update_interval,
+            write_deadline: parts.timing.deadline,
             accepting: AtomicBool::new(true),
         }
     }
@@ -225,9 +269,10 @@ impl Gateway {
     /// (a resend makes them duplicates), it and the ones after are not.
     pub async fn process(&self, signals: Vec<Signal>) -> Result<Vec<AlertOutcome>, Unrecorded> {
         let settings = self.config.snapshot();
+        let deadline = Deadline::after(self.write_deadline);
         let mut outcomes = Vec::with_capacity(signals.len());
         for signal in signals {
-            let outcome = self.process_one(&signal, &settings).await?;
+            let outcome = self.process_one(&signal, &settings, deadline).await?;
             self.metrics
                 .signal_outcomes
                 .with_label_values(&[outcome.outcome.as_str()])
@@ -261,6 +306,7 @@ impl Gateway {
         &self,
         signal: &Signal,
         settings: &Settings,
+        deadline: Deadline,
     ) -> Result<AlertOutcome, Unrecorded> {
         self.metrics
             .signals_received
@@ -285,23 +331,51 @@ impl Gateway {
             })?;
         match seen {
             DedupOutcome::Resolved => Ok(AlertOutcome::new(signal, Outcome::Resolved)),
-            DedupOutcome::Duplicate { count, .. } => {
+            DedupOutcome::Duplicate {
+                count,
+                window_start,
+            } => {
                 self.metrics.signals_deduplicated.inc();
+                self.record_occurrences(signal, window_start, count);
                 let mut outcome = AlertOutcome::new(signal, Outcome::Duplicate);
                 outcome.occurrences = Some(count);
                 Ok(outcome)
             }
             DedupOutcome::New { window_start } => {
-                self.storm_step(signal, window_start, settings).await
+                self.storm_step(signal, window_start, settings, deadline)
+                    .await
             }
+        }
+    }
+
+    /// Queues the occurrence count of a duplicate for its resource (coalesced: written on a tick).
+    fn record_occurrences(&self, signal: &Signal, window_start: Timestamp, count: u64) {
+        let occurrences = Occurrences {
+            name: remediation::signal_name(signal, window_start),
+            namespace: remediation::namespace_of(signal, &self.fallback_namespace),
+            last_occurrence: signal.received_time,
+            occurrence_count: count,
+        };
+        let result = match self.occurrences.record(occurrences, signal.received_time) {
+            Recorded::Queued => None,
+            Recorded::Coalesced => Some("coalesced"),
+            Recorded::Absent => Some("absent"),
+            Recorded::Dropped => Some("dropped"),
+        };
+        if let Some(result) = result {
+            self.metrics
+                .remediation_occurrence_updates
+                .with_label_values(&[result])
+                .inc();
         }
     }
 
     async fn storm_step(
         &self,
         signal: &Signal,
-        window_start: gateway_ports::Timestamp,
+        window_start: Timestamp,
         settings: &Settings,
+        deadline: Deadline,
     ) -> Result<AlertOutcome, Unrecorded> {
         let now = signal.received_time;
         let observation = match &self.shared {
@@ -341,7 +415,11 @@ impl Gateway {
             Decision::Individual => {
                 let request =
                     remediation::for_signal(signal, window_start, &self.fallback_namespace);
-                match self.writer.write(Op::Create, &request).await {
+                match self
+                    .writer
+                    .write_within(Op::Create, &request, Some(deadline))
+                    .await
+                {
                     Ok(written) => {
                         let kind = if written == Written::Created {
                             Outcome::Created
@@ -461,26 +539,137 @@ impl Gateway {
             .set(i64::try_from(storms.buffered_signals()).unwrap_or(i64::MAX));
     }
 
-    /// Writes an aggregate snapshot unless a newer one was written already; a failed write is
-    /// queued, since the window (and so the signals) live on in the detector or the queue.
+    /// Writes an aggregate snapshot unless a newer one was written already. A snapshot that
+    /// only counts more alerts (no new resource, still open) waits for the next interval; new
+    /// resources and the closing are written at once. A failed write is queued, since the window
+    /// (and so the signals) live on in the detector or the queue.
     async fn write_aggregate(&self, aggregate: &Aggregate) -> Option<Written> {
         let request = remediation::for_aggregate(aggregate, &self.fallback_namespace);
-        let version = (aggregate.alert_count, aggregate.closed_at.is_some());
+        let closed = aggregate.closed_at.is_some();
         let mut versions = self.aggregate_versions.lock().await;
-        if versions
-            .get(&request.name)
-            .is_some_and(|written| *written >= version)
-        {
-            return None;
+        let previous = versions.get(&request.name).copied();
+        if let Some(previous) = previous {
+            if previous.alert_count >= aggregate.alert_count && !closed {
+                return None;
+            }
+            if !closed && previous.resources >= aggregate.resources.len() {
+                self.defer_aggregate(&request.name, aggregate);
+                return None;
+            }
         }
         let name = request.name.clone();
+        self.aggregate_updates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
         let written = self.writer.write_or_queue(Op::Update, request).await;
-        if version.1 {
+        if closed {
             versions.remove(&name);
         } else {
-            versions.insert(name, version);
+            versions.insert(
+                name,
+                AggregateWritten {
+                    alert_count: aggregate.alert_count,
+                    resources: aggregate.resources.len(),
+                    at: self.clock.now(),
+                },
+            );
         }
         written
+    }
+
+    fn defer_aggregate(&self, name: &str, aggregate: &Aggregate) {
+        let mut deferred = self
+            .aggregate_updates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let newer = deferred
+            .get(name)
+            .is_none_or(|queued| queued.alert_count < aggregate.alert_count);
+        if newer {
+            deferred.insert(name.to_owned(), aggregate.clone());
+        }
+        self.metrics
+            .remediation_occurrence_updates
+            .with_label_values(&["coalesced"])
+            .inc();
+    }
+
+    /// Writes the deferred aggregate counts whose interval has passed (all at shutdown).
+    async fn flush_aggregates(&self, everything: bool) {
+        let now = self.clock.now();
+        let due: Vec<Aggregate> = {
+            let versions = self.aggregate_versions.lock().await;
+            let mut deferred = self
+                .aggregate_updates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let names: Vec<String> = deferred
+                .keys()
+                .filter(|name| {
+                    everything
+                        || versions.get(*name).is_none_or(|written| {
+                            now.saturating_since(written.at) >= self.update_interval
+                        })
+                })
+                .cloned()
+                .collect();
+            names
+                .iter()
+                .filter_map(|name| deferred.remove(name))
+                .collect()
+        };
+        for aggregate in due {
+            let request = remediation::for_aggregate(&aggregate, &self.fallback_namespace);
+            let name = request.name.clone();
+            let mut versions = self.aggregate_versions.lock().await;
+            if versions
+                .get(&name)
+                .is_some_and(|written| written.alert_count >= aggregate.alert_count)
+            {
+                continue;
+            }
+            self.writer.write_or_queue(Op::Update, request).await;
+            versions.insert(
+                name,
+                AggregateWritten {
+                    alert_count: aggregate.alert_count,
+                    resources: aggregate.resources.len(),
+                    at: now,
+                },
+            );
+        }
+    }
+
+    /// Writes the occurrence counts whose interval has passed (all at shutdown): one API call
+    /// per resource, however many duplicates it had.
+    async fn flush_occurrences(&self, everything: bool) {
+        let now = self.clock.now();
+        for occurrences in self.occurrences.due(now, everything) {
+            let result = match self.writer.inner().record_occurrences(&occurrences).await {
+                Ok(_) => "written",
+                Err(e) if matches!(e.failure, WriteFailure::Status { code: 404, .. }) => {
+                    self.occurrences.absent(&occurrences, now);
+                    "absent"
+                }
+                Err(e) => {
+                    self.metrics.observe_attempt_failure(&e.failure);
+                    let retryable = matches!(
+                        gateway_retry::classify(&e.failure),
+                        gateway_retry::Class::Retryable { .. }
+                    );
+                    tracing::debug!(error = %e, retryable, "occurrence count not written");
+                    if retryable && !everything {
+                        self.occurrences.retry_later(occurrences);
+                    }
+                    "failed"
+                }
+            };
+            self.metrics
+                .remediation_occurrence_updates
+                .with_label_values(&[result])
+                .inc();
+        }
     }
 
     /// Carries out the closing of storm windows.
@@ -533,6 +722,8 @@ impl Gateway {
             }
         };
         self.carry_out(closures).await;
+        self.flush_aggregates(false).await;
+        self.flush_occurrences(false).await;
         self.writer.retry_pending().await;
     }
 
@@ -546,6 +737,8 @@ impl Gateway {
             closures
         };
         self.carry_out(closures).await;
+        self.flush_aggregates(true).await;
+        self.flush_occurrences(true).await;
         self.writer.retry_pending().await;
         let left = self.writer.pending();
         if left > 0 {

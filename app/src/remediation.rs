@@ -39,7 +39,9 @@ pub fn aggregate_name(aggregate: &Aggregate) -> String {
     )
 }
 
-fn namespace_of(signal: &Signal, fallback: &str) -> String {
+/// The namespace a signal's RemediationRequest goes to: the signal's, or `fallback` for
+/// cluster-scoped targets and signals without one.
+pub fn namespace_of(signal: &Signal, fallback: &str) -> String {
     if signal.namespace.is_empty() {
         fallback.to_owned()
     } else {

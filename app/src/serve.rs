@@ -8,16 +8,17 @@ use std::time::Duration;
 use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
+use gateway_adapter_kube::{ClientOptions, KubeWriter};
 use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
 use gateway_adapter_redis::{RedisOptions, RedisStore, redacted};
 use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
 use gateway_storm::{StormDetector, WindowCapacity};
 use tokio::net::TcpListener;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, Sink};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
-use crate::pipeline::{Gateway, Parts, SharedStorms};
+use crate::pipeline::{Gateway, Parts, SharedStorms, WriteTiming};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -31,8 +32,9 @@ pub struct Assembled {
     pub config: Arc<FileConfigSource>,
 }
 
-/// Loads the settings and builds the embedded-default gateway (in-memory dedup, directory sink).
-pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assembled> {
+/// Loads the settings and builds the gateway the static settings name (embedded defaults:
+/// in-memory dedup, directory sink).
+pub async fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assembled> {
     let source = FileConfigSource::load(&args.config_dir, clock.clone())
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for warning in source
@@ -50,19 +52,10 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
     let window_capacity = WindowCapacity::new(args.storm_window_capacity)
         .context("--storm-window-capacity must be at least 1")?;
     let (dedup_store, shared_storms) = stores(args, capacity, window_capacity, &metrics)?;
-    let writer: Arc<dyn RemediationWriter> = Arc::new(
-        DirectoryWriter::new(&args.remediation_dir).with_context(|| {
-            format!(
-                "cannot create remediation directory {}",
-                args.remediation_dir.display()
-            )
-        })?,
-    );
-    let window_capacity = WindowCapacity::new(args.storm_window_capacity)
-        .context("--storm-window-capacity must be at least 1")?;
+    let writer = writer(args, &metrics).await?;
     tracing::info!(
-        dedup = "in-memory", sink = "directory", remediation_dir = %args.remediation_dir.display(),
-        config_dir = %args.config_dir.display(), "gateway assembled on embedded defaults");
+        dedup = if args.redis_url.is_some() { "redis" } else { "in-memory" },
+        sink = ?args.sink, config_dir = %args.config_dir.display(), "gateway assembled");
     metrics.init_config(&source.status());
     let observed = metrics.clone();
     source.on_reload(Box::new(move |record| observed.observe_reload(record)));
@@ -75,11 +68,54 @@ pub fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assemble
         shared_storms,
         metrics,
         fallback_namespace: args.fallback_namespace.clone(),
+        timing: WriteTiming {
+            deadline: args.write_deadline,
+            attempt_timeout: match args.sink {
+                Sink::Kubernetes => args.kube_timeout,
+                // A local write has no timeout of its own; a second is generous for one file.
+                Sink::Directory => Duration::from_secs(1),
+            },
+            update_interval: args.update_interval,
+        },
     }));
     Ok(Assembled {
         gateway,
         config: source,
     })
+}
+
+/// The RemediationRequest sink `--sink` names.
+async fn writer(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Arc<dyn RemediationWriter>> {
+    match args.sink {
+        Sink::Directory => {
+            let writer = DirectoryWriter::new(&args.remediation_dir).with_context(|| {
+                format!(
+                    "cannot create remediation directory {}",
+                    args.remediation_dir.display()
+                )
+            })?;
+            tracing::info!(remediation_dir = %args.remediation_dir.display(), "RemediationRequests written as YAML files");
+            Ok(Arc::new(writer))
+        }
+        Sink::Kubernetes => {
+            let client = gateway_adapter_kube::client(&ClientOptions {
+                kubeconfig: args.kubeconfig.clone(),
+            })
+            .await?;
+            let (requests, latency) = (
+                metrics.kube_api_requests.clone(),
+                metrics.kube_api_request_duration.clone(),
+            );
+            let writer = KubeWriter::new(client, args.kube_timeout).with_observer(move |call| {
+                requests.with_label_values(&[call.verb, &call.code]).inc();
+                latency
+                    .with_label_values(&[call.verb])
+                    .observe(call.duration.as_secs_f64());
+            });
+            tracing::info!(timeout = ?args.kube_timeout, write_deadline = ?args.write_deadline, "RemediationRequests written through the Kubernetes API");
+            Ok(Arc::new(writer))
+        }
+    }
 }
 
 /// The dedup store and storm state the static settings name: Redis (shared by every replica)
@@ -192,7 +228,7 @@ pub async fn shutdown_signal() {
 
 /// `gateway serve`: builds, binds, watches the config directory and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let Assembled { gateway, config } = build(&args, Arc::new(SystemClock))?;
+    let Assembled { gateway, config } = build(&args, Arc::new(SystemClock)).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gateway_ports::{ConfigSource, RemediationRequest, RemediationWriter, WriteError, Written};
-use gateway_retry::{GiveUpReason, Jitter, RetryDecision, RetryState, SplitMix64};
+use gateway_retry::{Budget, GiveUpReason, Jitter, RetryDecision, RetryState, SplitMix64};
 
 use crate::metrics::Metrics;
 
@@ -17,6 +17,31 @@ pub enum Op {
     Create,
     /// `RemediationWriter::update`.
     Update,
+}
+
+/// The time a webhook request may spend writing, retries included: its answer must reach the
+/// sender before the sender gives up (Alertmanager's notification timeout is never below 10 s).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    started: Instant,
+    total: Duration,
+}
+
+impl Deadline {
+    /// A deadline `total` from now.
+    pub fn after(total: Duration) -> Self {
+        #[allow(clippy::disallowed_methods)] // the sender's clock is the real one
+        let started = Instant::now();
+        Deadline { started, total }
+    }
+
+    fn budget(&self, attempt: Duration) -> Budget {
+        Budget {
+            elapsed: self.started.elapsed(),
+            total: self.total,
+            attempt,
+        }
+    }
 }
 
 /// A write that failed for good.
@@ -42,6 +67,8 @@ pub struct RetryingWriter {
     config: Arc<dyn ConfigSource>,
     jitter: Mutex<SplitMix64>,
     metrics: Metrics,
+    /// The longest one attempt takes (the sink's own timeout), for deadline arithmetic.
+    attempt_timeout: Duration,
     /// Writes that failed in the background, by resource name: the latest version of each.
     pending: Mutex<BTreeMap<String, (Op, RemediationRequest)>>,
 }
@@ -65,8 +92,16 @@ impl RetryingWriter {
             config,
             jitter: Mutex::new(SplitMix64::new(seed)),
             metrics,
+            attempt_timeout: Duration::from_secs(1),
             pending: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The longest one attempt of the sink can take (the Kubernetes sink's per-call timeout);
+    /// a retry under a [`Deadline`] is made only if its wait plus one such attempt fits.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
     }
 
     /// The writer behind the policy (readiness checks).
@@ -74,11 +109,21 @@ impl RetryingWriter {
         &self.inner
     }
 
-    /// Writes `request`, retrying transient failures.
+    /// Writes `request`, retrying transient failures (in the background: no deadline).
     pub async fn write(
         &self,
         op: Op,
         request: &RemediationRequest,
+    ) -> Result<Written, WriteFailed> {
+        self.write_within(op, request, None).await
+    }
+
+    /// Writes `request`, retrying transient failures while `deadline` allows.
+    pub async fn write_within(
+        &self,
+        op: Op,
+        request: &RemediationRequest,
+        deadline: Option<Deadline>,
     ) -> Result<Written, WriteFailed> {
         #[allow(clippy::disallowed_methods)] // a latency metric, not a domain decision
         let started = Instant::now();
@@ -92,10 +137,20 @@ impl RetryingWriter {
                 Ok(written) => break Ok(written),
                 Err(e) => e,
             };
+            self.metrics.observe_attempt_failure(&error.failure);
             let settings = self.config.retry();
             let decision = {
                 let mut jitter = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
-                state.on_failure(&error.failure, &settings, &mut *jitter as &mut dyn Jitter)
+                let jitter = &mut *jitter as &mut dyn Jitter;
+                match deadline {
+                    Some(deadline) => state.on_failure_within(
+                        &error.failure,
+                        &settings,
+                        jitter,
+                        &deadline.budget(self.attempt_timeout),
+                    ),
+                    None => state.on_failure(&error.failure, &settings, jitter),
+                }
             };
             match decision {
                 RetryDecision::RetryAfter(delay) => {

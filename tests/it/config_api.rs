@@ -17,7 +17,7 @@ struct Served {
     state: AppState,
 }
 
-fn served() -> Served {
+async fn served() -> Served {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("storm.yaml"), "rate_threshold: 10\n").unwrap();
     std::fs::write(dir.path().join("dedup.yaml"), "ttl: 5m\n").unwrap();
@@ -32,7 +32,9 @@ fn served() -> Served {
     ])
     .unwrap()
     .serve;
-    let assembled = gateway::serve::build(&args, Arc::new(SystemClock)).unwrap();
+    let assembled = gateway::serve::build(&args, Arc::new(SystemClock))
+        .await
+        .unwrap();
     let control: Arc<dyn ConfigControl> = assembled.config;
     Served {
         dir,
@@ -67,7 +69,7 @@ async fn reload(s: &Served) -> crate::http_api::Answer {
 
 #[tokio::test]
 async fn config_shows_the_settings_in_force_with_origin_hash_and_generation() {
-    let s = served();
+    let s = served().await;
     let answer = get(&s, "/config").await;
     assert_eq!(answer.status, StatusCode::OK);
     let storm = &answer.body["storm"];
@@ -81,7 +83,7 @@ async fn config_shows_the_settings_in_force_with_origin_hash_and_generation() {
 
 #[tokio::test]
 async fn reload_applies_a_valid_change_and_reports_a_rejected_one_with_500() {
-    let s = served();
+    let s = served().await;
     std::fs::write(s.dir.path().join("storm.yaml"), "rate_threshold: 3\n").unwrap();
     let answer = reload(&s).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);

@@ -63,6 +63,7 @@ impl TestGateway {
             shared_storms: None,
             metrics: Metrics::new(),
             fallback_namespace: "kubernaut-system".to_owned(),
+            timing: gateway::pipeline::WriteTiming::default(),
         }));
         TestGateway {
             gateway,

@@ -33,8 +33,9 @@ impl ServedGateway {
         let mut argv = vec!["gateway", "--shutdown-delay", "0s"];
         argv.extend_from_slice(flags);
         let args = Cli::try_parse_from(argv).expect("valid flags").serve;
-        let assembled =
-            gateway::serve::build(&args, Arc::new(SystemClock)).expect("gateway builds");
+        let assembled = gateway::serve::build(&args, Arc::new(SystemClock))
+            .await
+            .expect("gateway builds");
         let watching = watch.map(|options| assembled.config.watch(options));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

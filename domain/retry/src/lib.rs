@@ -21,4 +21,4 @@ mod state;
 
 pub use backoff::{Jitter, SplitMix64, base_delay, equal_jitter};
 pub use class::{Class, classify};
-pub use state::{GiveUpReason, RetryDecision, RetryState};
+pub use state::{Budget, GiveUpReason, RetryDecision, RetryState};

@@ -28,6 +28,34 @@ pub enum GiveUpReason {
         /// Attempts made, the first included.
         attempts: u32,
     },
+    /// Waiting and making another attempt would overrun the time the caller has left (the
+    /// sender's webhook timeout): better to answer "not recorded, send again" in time.
+    OutOfTime {
+        /// Attempts made, the first included.
+        attempts: u32,
+    },
+}
+
+/// The time a write may take, retries included: the caller must answer its sender before the
+/// sender gives up, so a retry is only made when the wait plus one more attempt still fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Time already spent on this write (or on the request it belongs to).
+    pub elapsed: Duration,
+    /// The whole time allowed.
+    pub total: Duration,
+    /// The longest one attempt can take (its timeout).
+    pub attempt: Duration,
+}
+
+impl Budget {
+    /// Whether waiting `wait` and then making one more attempt ends within the total.
+    pub fn allows(&self, wait: Duration) -> bool {
+        self.elapsed
+            .saturating_add(wait)
+            .saturating_add(self.attempt)
+            <= self.total
+    }
 }
 
 /// The retry bookkeeping of one write: how many attempts have been made so far.
@@ -101,6 +129,26 @@ impl RetryState {
             )),
         }
     }
+
+    /// [`RetryState::on_failure`] under a time [`Budget`]: a retry whose wait plus one more
+    /// attempt would not end within the budget becomes
+    /// [`GiveUp(OutOfTime)`](GiveUpReason::OutOfTime).
+    pub fn on_failure_within(
+        &mut self,
+        failure: &WriteFailure,
+        settings: &RetrySettings,
+        jitter: &mut dyn Jitter,
+        budget: &Budget,
+    ) -> RetryDecision {
+        match self.on_failure(failure, settings, jitter) {
+            RetryDecision::RetryAfter(wait) if !budget.allows(wait) => {
+                RetryDecision::GiveUp(GiveUpReason::OutOfTime {
+                    attempts: self.attempts,
+                })
+            }
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +186,38 @@ mod tests {
 
     fn ms(n: u64) -> RetryDecision {
         RetryDecision::RetryAfter(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn a_retry_that_would_overrun_the_budget_gives_up_in_time() {
+        let settings = settings(10, 1000, 4000);
+        let mut state = RetryState::new();
+        let mut jitter = FixedJitter(1.0);
+        let budget = |elapsed_ms| Budget {
+            elapsed: Duration::from_millis(elapsed_ms),
+            total: Duration::from_millis(8000),
+            attempt: Duration::from_millis(2000),
+        };
+        // 1 s wait + 2 s attempt after 2 s spent: 5 s ≤ 8 s.
+        assert_eq!(
+            state.on_failure_within(&UNAVAILABLE, &settings, &mut jitter, &budget(2000)),
+            ms(1000)
+        );
+        // 2 s wait + 2 s attempt after 5 s spent: 9 s > 8 s.
+        assert_eq!(
+            state.on_failure_within(&UNAVAILABLE, &settings, &mut jitter, &budget(5000)),
+            RetryDecision::GiveUp(GiveUpReason::OutOfTime { attempts: 2 })
+        );
+        // A permanent failure stays permanent whatever the budget.
+        let mut state = RetryState::new();
+        let forbidden = WriteFailure::Status {
+            code: 403,
+            retry_after: None,
+        };
+        assert_eq!(
+            state.on_failure_within(&forbidden, &settings, &mut jitter, &budget(0)),
+            RetryDecision::GiveUp(GiveUpReason::Permanent)
+        );
     }
 
     #[test]
