@@ -371,3 +371,37 @@ async fn drain_writes_every_open_window() {
         "buffered signals are written on shutdown"
     );
 }
+
+#[tokio::test]
+async fn duplicates_update_the_occurrence_count_once_per_interval() {
+    let gw = TestGateway::new();
+    let firing = webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string();
+    assert_eq!(
+        post_json(gw.router(), PROM, firing.clone()).await.status,
+        StatusCode::CREATED
+    );
+    for _ in 0..5 {
+        gw.clock.advance(Duration::from_millis(100));
+        post_json(gw.router(), PROM, firing.clone()).await;
+    }
+    let count = |gw: &TestGateway| {
+        gw.remediations()[0]["spec"]["deduplication"]["occurrenceCount"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count(&gw), 1, "duplicates wait for the tick");
+    gw.gateway.tick().await;
+    assert_eq!(count(&gw), 6, "one write carries every duplicate so far");
+    let metrics = gw.gateway.metrics().render();
+    assert!(
+        metrics.contains("gateway_remediation_occurrence_updates_total{result=\"coalesced\"} 4"),
+        "{metrics}"
+    );
+    // Within the interval (5 s by default) another duplicate waits, then is written.
+    post_json(gw.router(), PROM, firing.clone()).await;
+    gw.gateway.tick().await;
+    assert_eq!(count(&gw), 6);
+    gw.clock.advance(Duration::from_secs(6));
+    gw.gateway.tick().await;
+    assert_eq!(count(&gw), 7);
+}
