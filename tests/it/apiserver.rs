@@ -714,6 +714,105 @@ async fn delete_returns_success_then_not_found() {
     );
     assert!(server.object(Resource::ConfigMaps, NS, "gone").is_none());
     assert_eq!(server.requests().last().unwrap().verb, "delete");
+
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        api.create(
+            &PostParams::default(),
+            &config_map(name, json!({"app": app}), json!({})),
+        )
+        .await
+        .unwrap();
+    }
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=web"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = deleted
+        .left()
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(server.objects(Resource::ConfigMaps).len(), 1);
+    assert_eq!(server.requests().last().unwrap().verb, "deletecollection");
+}
+
+#[tokio::test]
+async fn a_watch_by_label_sees_objects_move_in_and_out_of_its_selector() {
+    let server = ApiServer::start().await;
+    let api = config_maps(&server);
+    let start = server.resource_version().to_string();
+    api.create(
+        &PostParams::default(),
+        &config_map("m", json!({"app": "db"}), json!({})),
+    )
+    .await
+    .unwrap();
+    let relabel = |app: &'static str| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "m",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"app": app}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    relabel("web").await;
+    api.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    relabel("db").await;
+    let events: Vec<WatchEvent<ConfigMap>> = api
+        .watch(&WatchParams::default().labels("app=web").timeout(1), &start)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Added(_) => "ADDED",
+            WatchEvent::Modified(_) => "MODIFIED",
+            WatchEvent::Deleted(_) => "DELETED",
+            WatchEvent::Bookmark(_) => "BOOKMARK",
+            WatchEvent::Error(_) => "ERROR",
+        })
+        .collect();
+    assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]);
+}
+
+#[tokio::test]
+async fn pruned_unknown_fields_come_with_a_warning_header() {
+    let server = ApiServer::start().await;
+    let mut object = sample_remediation(NS, "rr-1");
+    object["spec"]["surprise"] = json!(true);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/apis/remediation.kubernaut.io/v1alpha1/namespaces/{NS}/remediationrequests",
+            server.url()
+        ))
+        .json(&object)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.headers()["warning"],
+        "299 - \"unknown field \\\"spec.surprise\\\"\""
+    );
 }
 
 #[tokio::test]

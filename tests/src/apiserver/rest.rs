@@ -1473,6 +1473,8 @@ fn watch(shared: &Arc<Shared>, target: &Target, call: &Call) -> Response<Body> {
     let timeout = match call.param("timeoutSeconds") {
         None | Some("") => DEFAULT_WATCH_TIMEOUT,
         Some(s) => match s.parse::<u64>() {
+            // 0 means "the server's default", as in the real API.
+            Ok(0) => DEFAULT_WATCH_TIMEOUT,
             Ok(secs) => Duration::from_secs(secs),
             Err(_) => {
                 return ApiError::bad_request(format!("invalid timeoutSeconds: {s:?}")).response();
