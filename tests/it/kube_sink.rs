@@ -73,7 +73,7 @@ impl Rig {
     }
 
     async fn standard() -> Rig {
-        Rig::start(&files(FAST_RETRY), &[]).await
+        Rig::start_with(FAST_RETRY, &[]).await
     }
 
     async fn post(&self, alerts: Vec<Value>) -> (u16, Option<String>, Value) {
@@ -152,7 +152,12 @@ fn outcome(body: &Value, i: usize) -> &str {
 async fn a_firing_alert_becomes_a_remediation_request_in_its_namespace() {
     let rig = Rig::start_with(FAST_RETRY, &[]).await;
     let (status, _, body) = rig
-        .post(vec![alert("KubePodCrashLooping", "prod", "api-0", "firing")])
+        .post(vec![alert(
+            "KubePodCrashLooping",
+            "prod",
+            "api-0",
+            "firing",
+        )])
         .await;
     assert_eq!(status, 201, "{body}");
     let name = body["outcomes"][0]["remediation"].as_str().unwrap();
@@ -164,7 +169,10 @@ async fn a_firing_alert_becomes_a_remediation_request_in_its_namespace() {
     assert_eq!(stored["spec"]["severity"], "critical");
     assert_eq!(stored["spec"]["targetResource"]["name"], "api-0");
     assert_eq!(stored["spec"]["deduplication"]["occurrenceCount"], 1);
-    assert_eq!(stored["metadata"]["labels"]["kubernaut.io/severity"], "critical");
+    assert_eq!(
+        stored["metadata"]["labels"]["kubernaut.io/severity"],
+        "critical"
+    );
     assert_eq!(stored["metadata"]["labels"]["kubernaut.io/storm"], "false");
     let metrics = rig.metrics();
     assert_eq!(
@@ -176,9 +184,7 @@ async fn a_firing_alert_becomes_a_remediation_request_in_its_namespace() {
         "{metrics}"
     );
     // A signal without a namespace goes to the fallback namespace.
-    let (status, _, body) = rig
-        .post(vec![alert("NodeDown", "", "", "firing")])
-        .await;
+    let (status, _, body) = rig.post(vec![alert("NodeDown", "", "", "firing")]).await;
     assert_eq!(status, 201, "{body}");
     let name = body["outcomes"][0]["remediation"].as_str().unwrap();
     assert!(
@@ -192,7 +198,12 @@ async fn a_firing_alert_becomes_a_remediation_request_in_its_namespace() {
 async fn transient_api_failures_are_retried_until_created() {
     let rig = Rig::standard().await;
     let faults = [
-        ("throttled", Fault::TooManyRequests { retry_after_secs: 0 }),
+        (
+            "throttled",
+            Fault::TooManyRequests {
+                retry_after_secs: 0,
+            },
+        ),
         ("server_error", Fault::Status(500)),
         ("server_error", Fault::Status(503)),
         ("server_error", Fault::Status(504)),
@@ -215,7 +226,11 @@ async fn transient_api_failures_are_retried_until_created() {
         );
         assert!(failures >= 2.0, "{fault:?}: {failures}");
     }
-    assert_eq!(rig.remediations().len(), 6, "one resource per alert, no twin");
+    assert_eq!(
+        rig.remediations().len(),
+        6,
+        "one resource per alert, no twin"
+    );
     assert_eq!(
         metric(&rig.metrics(), "gateway_remediation_write_retries_total"),
         12.0
@@ -224,7 +239,11 @@ async fn transient_api_failures_are_retried_until_created() {
 
 #[tokio::test]
 async fn retry_after_from_a_throttling_api_is_honoured() {
-    let rig = Rig::start_with("max_attempts: 3\ninitial_backoff: 10ms\nmax_backoff: 5s\n", &[]).await;
+    let rig = Rig::start_with(
+        "max_attempts: 3\ninitial_backoff: 10ms\nmax_backoff: 5s\n",
+        &[],
+    )
+    .await;
     rig.api.faults().fail_next(
         1,
         Fault::TooManyRequests {
@@ -311,7 +330,11 @@ async fn retry_settings_changed_by_hot_reload_apply_to_the_next_write() {
         .await;
     assert_eq!(status, 503, "one attempt only");
 
-    let generation = rig.gateway.gateway.config().generation(gateway_ports::ConfigKind::Retry);
+    let generation = rig
+        .gateway
+        .gateway
+        .config()
+        .generation(gateway_ports::ConfigKind::Retry);
     let files = files(FAST_RETRY);
     let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
     rig.config.swap(&files).unwrap();
@@ -349,9 +372,15 @@ async fn the_write_deadline_answers_the_sender_in_time() {
         .await;
     let took = started.elapsed();
     assert_eq!(status, 503, "{body}");
-    assert!(took < Duration::from_millis(1500), "answered after {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
     assert_eq!(
-        metric(&rig.metrics(), "gateway_remediation_write_attempt_failures_total{class=\"timeout\"}"),
+        metric(
+            &rig.metrics(),
+            "gateway_remediation_write_attempt_failures_total{class=\"timeout\"}"
+        ),
         2.0
     );
 }
@@ -362,7 +391,10 @@ async fn already_exists_is_the_result_and_counts_the_occurrence() {
     let writer = KubeWriter::new(api.client(), Duration::from_secs(2));
     let request = sample_request("rr-abc-1");
     assert_eq!(writer.create(&request).await.unwrap(), Written::Created);
-    assert_eq!(writer.create(&request).await.unwrap(), Written::AlreadyExisted);
+    assert_eq!(
+        writer.create(&request).await.unwrap(),
+        Written::AlreadyExisted
+    );
     let stored = api
         .object(Resource::RemediationRequests, "prod", "rr-abc-1")
         .unwrap();
@@ -376,7 +408,10 @@ async fn already_exists_is_the_result_and_counts_the_occurrence() {
             resource: Some("remediationrequests"),
         },
     );
-    assert_eq!(writer.create(&request).await.unwrap(), Written::AlreadyExisted);
+    assert_eq!(
+        writer.create(&request).await.unwrap(),
+        Written::AlreadyExisted
+    );
     let stored = api
         .object(Resource::RemediationRequests, "prod", "rr-abc-1")
         .unwrap();
@@ -455,16 +490,31 @@ async fn a_storm_aggregate_is_patched_as_it_grows_and_when_it_closes() {
     let mut aggregate = None;
     for i in 0..8 {
         let (status, _, body) = rig
-            .post(vec![alert("NodeNotReady", "prod", &format!("node-{i}"), "firing")])
+            .post(vec![alert(
+                "NodeNotReady",
+                "prod",
+                &format!("node-{i}"),
+                "firing",
+            )])
             .await;
         assert!(status == 201 || status == 202, "{body}");
         if outcome(&body, 0) == "aggregated" {
-            aggregate = body["outcomes"][0]["remediation"].as_str().map(str::to_owned);
+            aggregate = body["outcomes"][0]["remediation"]
+                .as_str()
+                .map(str::to_owned);
         }
     }
     let name = aggregate.expect("the storm was aggregated");
-    let stored = || rig.api.object(Resource::RemediationRequests, "prod", &name).unwrap();
-    let listed = |v: &Value| v["spec"]["affectedResources"].as_array().map_or(0, Vec::len);
+    let stored = || {
+        rig.api
+            .object(Resource::RemediationRequests, "prod", &name)
+            .unwrap()
+    };
+    let listed = |v: &Value| {
+        v["spec"]["affectedResources"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
     let first = stored();
     assert_eq!(first["spec"]["isStorm"], true);
     assert_eq!(first["metadata"]["labels"]["kubernaut.io/storm"], "true");
@@ -494,7 +544,10 @@ async fn duplicates_in_a_burst_are_one_count_update_per_interval() {
         .post(vec![alert("Burst", "prod", "api-0", "firing")])
         .await;
     assert_eq!(status, 201, "{body}");
-    let name = body["outcomes"][0]["remediation"].as_str().unwrap().to_owned();
+    let name = body["outcomes"][0]["remediation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for _ in 0..30 {
         let (status, _, _) = rig
             .post(vec![alert("Burst", "prod", "api-0", "firing")])
@@ -518,7 +571,8 @@ async fn duplicates_in_a_burst_are_one_count_update_per_interval() {
 
 #[tokio::test]
 async fn the_gateway_makes_only_the_api_calls_its_rbac_grants() {
-    let storm = "rate_threshold: 50\npattern_threshold: 2\nbuffer_threshold: 2\ninactivity_timeout: 1s\n";
+    let storm =
+        "rate_threshold: 50\npattern_threshold: 2\nbuffer_threshold: 2\ninactivity_timeout: 1s\n";
     let files = [
         ("storm.yaml", storm),
         ("dedup.yaml", DEDUP),
@@ -536,7 +590,8 @@ async fn the_gateway_makes_only_the_api_calls_its_rbac_grants() {
     rig.api
         .faults()
         .fail_next(1, Fault::Status(500), Filter::verb("create"));
-    rig.post(vec![alert("Single", "prod", "p-9", "firing")]).await;
+    rig.post(vec![alert("Single", "prod", "p-9", "firing")])
+        .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let granted: BTreeSet<(String, String, String)> = API_CALLS
         .iter()

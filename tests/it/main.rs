@@ -10,6 +10,7 @@ mod deploy_config;
 mod e2e;
 mod hot_reload;
 mod http_api;
+mod kube_sink;
 mod pipeline;
 mod purity;
 mod redis_container;
