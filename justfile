@@ -33,6 +33,22 @@ bench:
 check-config DIR="deploy/config":
     cargo run -q -p gateway -- config check {{DIR}}
 
+# Build the gateway's image (kubernaut/gateway:local) from a host-built static binary and the Dockerfile's runtime stage; nothing pulled
+image *ARGS:
+    bash scripts/image.sh {{ARGS}}
+
+# Build the image and run it read-only as 65532: --version, config check, serving with Redis, clean SIGTERM
+image-smoke:
+    bash scripts/image.sh --smoke
+
+# Render the Kustomize base (deploy/); `tests/it/deploy_manifests.rs` checks it
+render:
+    kubectl kustomize deploy/
+
+# deploy/ on a throwaway kind cluster: webhook -> RemediationRequest, ConfigMap hot reload (needs Docker, kind, registry access)
+e2e-kind:
+    bash scripts/e2e-kind.sh
+
 # Run what CI runs
 ci:
     bash .ci/run

@@ -7,6 +7,7 @@ mod apiserver;
 mod config_api;
 mod dedup_conformance;
 mod deploy_config;
+mod deploy_manifests;
 mod e2e;
 mod hot_reload;
 mod http_api;

@@ -1,0 +1,801 @@
+//! The Kustomize base in `deploy/`, rendered by `kubectl kustomize deploy/` and checked against
+//! the code it deploys: the CRD is the code's, the RBAC grants exactly `API_CALLS`, the
+//! Deployment's arguments parse with the gateway's own CLI, the ConfigMap passes `config check`,
+//! the alerts only name metrics the gateway exposes (and promtool accepts and fires them).
+//!
+//! Needs `kubectl` (Debian: `apt-get install kubernetes-client`; `.ci/run` installs it) or
+//! `GATEWAY_TEST_KUBECTL=/path/to/kubectl`; the base renders with kubectl 1.20 (kustomize v2.0.3)
+//! and later. The promtool checks run when `promtool` is there (Debian's `prometheus`), and are
+//! required under CI.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use gateway::cli::{Cli, ConfigSourceArg, LogFormat, Sink};
+use gateway::metrics::Metrics;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "kubernaut-system";
+const NAME: &str = "kubernaut-gateway";
+const CONFIG_MAP: &str = "kubernaut-gateway-config";
+const CONFIG_DIR: &str = "/etc/kubernaut/config";
+const CONFIG_FILES: [&str; 3] = ["storm.yaml", "dedup.yaml", "retry.yaml"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn deploy_dir() -> PathBuf {
+    repo().join("deploy")
+}
+
+/// `kubectl kustomize deploy/`, once per test binary, as JSON values.
+fn rendered() -> &'static [Value] {
+    static RENDERED: OnceLock<Vec<Value>> = OnceLock::new();
+    RENDERED.get_or_init(|| {
+        let kubectl = std::env::var("GATEWAY_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let output = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(deploy_dir())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run `{kubectl} kustomize deploy/` ({e}): install kubectl \
+                     (Debian: `apt-get install kubernetes-client`; .ci/run does) or set \
+                     GATEWAY_TEST_KUBECTL to one"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "`{kubectl} kustomize deploy/` failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        serde_norway::Deserializer::from_str(&text)
+            .map(|doc| Value::deserialize(doc).unwrap())
+            .filter(|v| !v.is_null())
+            .collect()
+    })
+}
+
+fn find(kind: &str, name: &str) -> &'static Value {
+    rendered()
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the render of deploy/"))
+}
+
+fn deployment() -> &'static Value {
+    find("Deployment", NAME)
+}
+
+fn pod_spec() -> &'static Value {
+    &deployment()["spec"]["template"]["spec"]
+}
+
+/// The gateway container (the only one).
+fn container() -> &'static Value {
+    let containers = pod_spec()["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "one container: {containers:?}");
+    &containers[0]
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+fn labels_match(selector: &Value, labels: &Value) {
+    let selector = selector.as_object().unwrap();
+    assert!(!selector.is_empty(), "empty selector");
+    for (k, v) in selector {
+        assert_eq!(
+            &labels[k], v,
+            "label {k} of {labels} does not match the selector"
+        );
+    }
+}
+
+#[test]
+fn every_object_is_there_in_kubernaut_system_with_the_common_labels() {
+    let cluster_scoped = [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
+    let expected: BTreeSet<(&str, &str)> = [
+        ("Namespace", NAMESPACE),
+        (
+            "CustomResourceDefinition",
+            "remediationrequests.remediation.kubernaut.io",
+        ),
+        ("ServiceAccount", NAME),
+        ("ClusterRole", NAME),
+        ("ClusterRoleBinding", NAME),
+        ("Role", CONFIG_MAP),
+        ("RoleBinding", CONFIG_MAP),
+        ("ConfigMap", CONFIG_MAP),
+        ("Deployment", NAME),
+        ("Service", NAME),
+        ("PodDisruptionBudget", NAME),
+        ("ServiceMonitor", NAME),
+        ("PrometheusRule", NAME),
+    ]
+    .into();
+    let found: BTreeSet<(&str, &str)> = rendered()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+    for o in rendered() {
+        let kind = o["kind"].as_str().unwrap();
+        let meta = &o["metadata"];
+        if cluster_scoped.contains(&kind) {
+            assert!(
+                meta["namespace"].is_null(),
+                "{kind} is cluster-scoped: {meta}"
+            );
+        } else {
+            assert_eq!(meta["namespace"], NAMESPACE, "{kind}");
+        }
+        assert_eq!(meta["labels"]["app.kubernetes.io/name"], NAME, "{kind}");
+        assert_eq!(
+            meta["labels"]["app.kubernetes.io/part-of"], "kubernaut",
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn the_crd_is_the_one_the_code_defines() {
+    let mut rendered = find(
+        "CustomResourceDefinition",
+        "remediationrequests.remediation.kubernaut.io",
+    )
+    .clone();
+    // Kustomize adds the common labels; everything else is the code's.
+    let labels = rendered["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    assert_eq!(
+        labels,
+        Some(json!({"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "kubernaut"}))
+    );
+    let code = serde_json::to_value(gateway_adapter_kube::crd::definition()).unwrap();
+    // Numbers by value: kustomize writes the schema's `minimum: 1.0` as `1`.
+    if let Some(difference) = first_difference(&rendered, &code, "") {
+        panic!(
+            "the CRD in the render differs from `gateway crd` at {difference}: run \
+             `cargo run -p gateway -- crd > deploy/crd.yaml`"
+        );
+    }
+}
+
+/// Where two JSON values first differ (numbers compared as f64), if they do.
+fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(v), Some(w)) => first_difference(v, w, &format!("{path}.{k}")),
+                (v, w) => Some(format!("{path}.{k}: {v:?} vs {w:?}")),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (v, w))| first_difference(v, w, &format!("{path}[{i}]"))),
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => None,
+        _ if a == b => None,
+        _ => Some(format!("{path}: {a} vs {b}")),
+    }
+}
+
+/// (apiGroup, resource, verb) triples the rules of `kind`/`name` grant.
+fn granted(kind: &str, name: &str) -> BTreeSet<(String, String, String)> {
+    let role = find(kind, name);
+    let mut triples = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for key in rule.as_object().unwrap().keys() {
+            assert!(
+                ["apiGroups", "resources", "verbs", "resourceNames"].contains(&key.as_str()),
+                "{kind} {name}: unexpected rule field {key} (no nonResourceURLs)"
+            );
+        }
+        for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+            for value in strings(&rule[field]) {
+                assert!(
+                    !value.contains('*'),
+                    "{kind} {name}: wildcard in {field}: {rule}"
+                );
+            }
+        }
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                assert!(!resource.contains('/'), "no subresource: {rule}");
+                for verb in strings(&rule["verbs"]) {
+                    triples.insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
+                }
+            }
+        }
+    }
+    triples
+}
+
+#[test]
+fn the_rbac_grants_exactly_the_api_calls_the_gateway_makes() {
+    let cluster = granted("ClusterRole", NAME);
+    let namespaced = granted("Role", CONFIG_MAP);
+    let granted: BTreeSet<_> = cluster.union(&namespaced).cloned().collect();
+    let needed: BTreeSet<(String, String, String)> = gateway_adapter_kube::API_CALLS
+        .iter()
+        .map(|c| (c.group.to_owned(), c.resource.to_owned(), c.verb.to_owned()))
+        .collect();
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&needed).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "deploy/rbac.yaml must grant exactly API_CALLS (adapters/kube/src/lib.rs)\n\
+         not granted: {missing:?}\ngranted but never used: {extra:?}"
+    );
+
+    // RemediationRequests land in every signal's namespace: cluster-wide. ConfigMaps: only the
+    // settings one, in the gateway's namespace.
+    assert!(
+        cluster.iter().all(|(_, r, _)| r == "remediationrequests"),
+        "{cluster:?}"
+    );
+    assert!(
+        namespaced.iter().all(|(_, r, _)| r == "configmaps"),
+        "{namespaced:?}"
+    );
+    for rule in find("Role", CONFIG_MAP)["rules"].as_array().unwrap() {
+        assert_eq!(strings(&rule["resourceNames"]), [CONFIG_MAP], "{rule}");
+    }
+
+    // Both bindings bind the Deployment's service account to their role.
+    let account = pod_spec()["serviceAccountName"].as_str().unwrap();
+    assert_eq!(account, NAME);
+    find("ServiceAccount", account);
+    for (kind, name, role_kind) in [
+        ("ClusterRoleBinding", NAME, "ClusterRole"),
+        ("RoleBinding", CONFIG_MAP, "Role"),
+    ] {
+        let binding = find(kind, name);
+        assert_eq!(binding["roleRef"]["kind"], role_kind);
+        assert_eq!(binding["roleRef"]["name"], name);
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}])
+        );
+    }
+    assert_eq!(pod_spec()["automountServiceAccountToken"], true);
+}
+
+/// The container's arguments and environment, as the gateway's CLI parses them. Each
+/// environment variable must be one a flag reads (`GATEWAY_…`); it is applied as that flag, so
+/// its value is checked too (a test cannot set the process environment safely).
+fn parsed_cli() -> Cli {
+    let c = container();
+    assert!(
+        c["command"].is_null(),
+        "the image's ENTRYPOINT is the gateway"
+    );
+    let mut argv = vec!["gateway".to_owned()];
+    argv.extend(strings(&c["args"]).into_iter().map(str::to_owned));
+    let flags: BTreeMap<String, String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| Some((a.get_env()?.to_str()?.to_owned(), a.get_long()?.to_owned())))
+        .collect();
+    for var in c["env"].as_array().into_iter().flatten() {
+        let name = var["name"].as_str().unwrap();
+        let flag = flags.get(name).unwrap_or_else(|| {
+            panic!("{name} is not an environment variable of the gateway's CLI")
+        });
+        let value = var["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: expected a plain value"));
+        argv.push(format!("--{flag}={value}"));
+    }
+    Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?} does not parse:\n{e}"))
+}
+
+#[test]
+fn the_container_runs_the_gateway_with_flags_its_cli_accepts() {
+    let cli = parsed_cli();
+    assert!(cli.command.is_none(), "serve (the default)");
+    let serve = &cli.serve;
+    assert_eq!(serve.sink, Sink::Kubernetes);
+    assert_eq!(serve.log_format, LogFormat::Json);
+    assert_eq!(serve.config_dir, Path::new(CONFIG_DIR));
+    assert_eq!(serve.config_source, ConfigSourceArg::File);
+    let image = container()["image"].as_str().unwrap();
+    assert!(
+        image.starts_with("kubernaut/gateway:") && !image.ends_with(":latest"),
+        "a pinned tag (pulled only if not present): {image}"
+    );
+    assert_eq!(container()["imagePullPolicy"], "IfNotPresent");
+}
+
+/// Every `GATEWAY_…` name written in deploy/ (comments included) is one the gateway reads.
+#[test]
+fn every_gateway_variable_named_in_deploy_is_a_real_one() {
+    let mut known: BTreeSet<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| Some(a.get_env()?.to_str()?.to_owned()))
+        .collect();
+    known.insert("GATEWAY_REDIS_PASSWORD".to_owned());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices("GATEWAY_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let name = name.trim_end_matches('_');
+            assert!(
+                known.contains(name) || name.starts_with("GATEWAY_SETTINGS_"),
+                "{}: {name} is not an environment variable of the gateway",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_configmap_is_mounted_as_a_directory_never_with_subpath() {
+    fn no_subpath(v: &Value, path: &str) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    assert!(
+                        k != "subPath" && k != "subPathExpr",
+                        "{path}.{k}: the kubelet never updates a subPath mount, so the gateway \
+                         would never see a ConfigMap change"
+                    );
+                    no_subpath(v, &format!("{path}.{k}"));
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    no_subpath(v, &format!("{path}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    for o in rendered() {
+        no_subpath(o, o["kind"].as_str().unwrap());
+    }
+
+    let volumes = pod_spec()["volumes"].as_array().unwrap();
+    // Read-only root filesystem and nothing else writable: the kubernetes sink writes nothing
+    // locally.
+    assert_eq!(volumes.len(), 1, "only the config volume: {volumes:?}");
+    let volume = &volumes[0];
+    assert_eq!(volume["configMap"]["name"], CONFIG_MAP);
+    assert!(
+        volume["configMap"]["items"].is_null(),
+        "the whole ConfigMap, every key a file"
+    );
+    let mounts = container()["volumeMounts"].as_array().unwrap();
+    assert_eq!(
+        mounts.as_slice(),
+        [json!({"name": volume["name"], "mountPath": CONFIG_DIR, "readOnly": true})]
+    );
+    assert_eq!(parsed_cli().serve.config_dir, Path::new(CONFIG_DIR));
+}
+
+#[test]
+fn the_configmap_holds_deploy_config_and_passes_config_check() {
+    let data = find("ConfigMap", CONFIG_MAP)["data"].as_object().unwrap();
+    let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(keys, CONFIG_FILES.into());
+    let dir = tempfile::tempdir().unwrap();
+    for file in CONFIG_FILES {
+        let shipped = std::fs::read_to_string(deploy_dir().join("config").join(file)).unwrap();
+        assert_eq!(
+            data[file], shipped,
+            "{file} differs from deploy/config/{file}"
+        );
+        std::fs::write(dir.path().join(file), data[file].as_str().unwrap()).unwrap();
+    }
+    let loaded =
+        gateway_adapter_file_config::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn probes_ports_service_and_disruption_budget_fit_the_gateway() {
+    let c = container();
+    let port = &c["ports"][0];
+    assert_eq!(c["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(port["name"], "http");
+    assert_eq!(
+        port["containerPort"],
+        parsed_cli().serve.listen.port(),
+        "--listen's port"
+    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert!(
+            get["port"] == "http" || get["port"] == port["containerPort"],
+            "{probe}: {get}"
+        );
+    }
+
+    let pod_labels = &deployment()["spec"]["template"]["metadata"]["labels"];
+    labels_match(&deployment()["spec"]["selector"]["matchLabels"], pod_labels);
+    assert_eq!(deployment()["spec"]["replicas"], 2);
+
+    let service = find("Service", NAME);
+    labels_match(&service["spec"]["selector"], pod_labels);
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}])
+    );
+
+    let pdb = find("PodDisruptionBudget", NAME);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    labels_match(&pdb["spec"]["selector"]["matchLabels"], pod_labels);
+
+    let monitor = find("ServiceMonitor", NAME);
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    labels_match(
+        &monitor["spec"]["selector"]["matchLabels"],
+        &service["metadata"]["labels"],
+    );
+    let endpoints = monitor["spec"]["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["port"], "http");
+    assert_eq!(endpoints[0]["path"], "/metrics");
+}
+
+#[test]
+fn the_pod_runs_unprivileged_with_room_to_shut_down() {
+    let pod = pod_spec();
+    assert_eq!(
+        pod["securityContext"],
+        json!({
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        })
+    );
+    let c = container();
+    assert_eq!(
+        c["securityContext"],
+        json!({
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+        })
+    );
+    let resources = &c["resources"];
+    for key in ["requests.cpu", "requests.memory", "limits.memory"] {
+        let (a, b) = key.split_once('.').unwrap();
+        assert!(resources[a][b].is_string(), "resources.{key}: {resources}");
+    }
+
+    // SIGTERM: readiness fails, --shutdown-delay passes, in-flight requests finish, then every
+    // open storm window is written, with the retry budget of retry.yaml.
+    let delay = parsed_cli().serve.shutdown_delay;
+    let dir = tempfile::tempdir().unwrap();
+    let data = &find("ConfigMap", CONFIG_MAP)["data"];
+    for file in CONFIG_FILES {
+        std::fs::write(dir.path().join(file), data[file].as_str().unwrap()).unwrap();
+    }
+    let retry = gateway_adapter_file_config::load_dir(dir.path())
+        .unwrap()
+        .retry;
+    let drain = retry.max_backoff * retry.max_attempts;
+    let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap());
+    assert!(
+        grace > delay + drain,
+        "terminationGracePeriodSeconds {grace:?} must exceed --shutdown-delay {delay:?} + the retry budget {drain:?}"
+    );
+}
+
+// --- the PrometheusRule ---------------------------------------------------------------------------
+
+/// Metric name → label names, as the gateway exposes them (every labelled family given one
+/// child, since an empty family is not rendered).
+fn exposed_metrics() -> BTreeMap<String, BTreeSet<String>> {
+    let m = Metrics::new();
+    m.signals_received.with_label_values(&["s", "v"]);
+    m.signal_outcomes.with_label_values(&["o"]);
+    m.storms_detected.with_label_values(&["t"]);
+    m.remediation_write_errors.with_label_values(&["r"]);
+    m.signals_unrecorded.with_label_values(&["r"]);
+    m.http_request_duration.with_label_values(&["m", "r", "s"]);
+    m.config_reload_total.with_label_values(&["t", "r"]);
+    m.config_reload_duration.with_label_values(&["t"]);
+    m.config_reload_last_success.with_label_values(&["t"]);
+    m.config_generation.with_label_values(&["t"]);
+    m.config_info.with_label_values(&["t", "h"]);
+    let mut exposed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in m.render().lines().filter(|l| !l.starts_with('#')) {
+        let series = line.split_whitespace().next().unwrap();
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let names = exposed.entry(name.to_owned()).or_default();
+        for pair in labels.trim_end_matches('}').split(',') {
+            match pair.split_once('=') {
+                Some((label, _)) if label != "le" => {
+                    names.insert(label.to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    exposed
+}
+
+/// The rules of the PrometheusRule: (alert, rule).
+fn alert_rules() -> Vec<(&'static str, &'static Value)> {
+    let rule = find("PrometheusRule", NAME);
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| (r["alert"].as_str().expect("alerting rules only"), r))
+        .collect()
+}
+
+/// `gateway_…` metric selectors of a PromQL expression, each with its `label="value"` matchers.
+fn selectors(expr: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("gateway_") {
+        let boundary = rest[..i]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        rest = &tail[end..];
+        if !boundary {
+            continue;
+        }
+        let mut matchers = Vec::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            let close = inner.find('}').unwrap();
+            for m in inner[..close].split(',').filter(|m| !m.trim().is_empty()) {
+                let (label, value) = m.split_once('=').unwrap();
+                matchers.push((
+                    label.trim().trim_end_matches(['!', '~']).to_owned(),
+                    value
+                        .trim()
+                        .trim_start_matches('~')
+                        .trim_matches('"')
+                        .to_owned(),
+                ));
+            }
+            rest = &inner[close + 1..];
+        }
+        found.push((name.to_owned(), matchers));
+    }
+    found
+}
+
+#[test]
+fn the_alerts_name_only_metrics_and_labels_the_gateway_exposes() {
+    let exposed = exposed_metrics();
+    let sources: String = ["pipeline.rs", "writer.rs", "metrics.rs", "serve.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(repo().join("app/src").join(f)).unwrap())
+        .collect();
+    let runbooks = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
+    let rules = alert_rules();
+    assert!(rules.len() >= 5, "{rules:?}");
+    for (alert, rule) in rules {
+        assert!(alert.starts_with("KubernautGateway"), "{alert}");
+        let expr = rule["expr"].as_str().unwrap();
+        let used = selectors(expr);
+        assert!(!used.is_empty(), "{alert}: names no gateway metric: {expr}");
+        for (metric, matchers) in used {
+            let labels = exposed.get(&metric).unwrap_or_else(|| {
+                panic!("{alert}: {metric} is not a metric the gateway exposes ({exposed:?})")
+            });
+            for (label, value) in matchers {
+                assert!(
+                    labels.contains(&label),
+                    "{alert}: {metric} has no label {label} (it has {labels:?})"
+                );
+                assert!(
+                    sources.contains(&format!("\"{value}\"")),
+                    "{alert}: {metric}{{{label}=\"{value}\"}}: the gateway never sets that value"
+                );
+            }
+        }
+        assert!(
+            ["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+            "{alert}: severity"
+        );
+        for annotation in ["summary", "description", "runbook"] {
+            assert!(
+                rule["annotations"][annotation].is_string(),
+                "{alert}: no {annotation} annotation"
+            );
+        }
+        assert!(
+            runbooks.contains(alert),
+            "{alert} has no runbook entry in deploy/README.md"
+        );
+    }
+}
+
+/// `promtool`, or None (a note on stderr) when it is not installed; under CI it must be.
+fn promtool() -> Option<String> {
+    let promtool = std::env::var("GATEWAY_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    match Command::new(&promtool).arg("--version").output() {
+        Ok(out) if out.status.success() => Some(promtool),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "promtool is missing: install Debian's `prometheus` package (.ci/run does) or set GATEWAY_TEST_PROMTOOL"
+        ),
+        _ => {
+            eprintln!(
+                "promtool not found: the PrometheusRule was not checked by promtool (apt-get install prometheus)"
+            );
+            None
+        }
+    }
+}
+
+fn run(promtool: &str, args: &[&str], dir: &Path) {
+    let out = Command::new(promtool)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Series of one gateway pod for promtool's unit tests.
+fn series(metric: &str, labels: &str, values: &str) -> Value {
+    let sep = if labels.is_empty() { "" } else { "," };
+    json!({
+        "series": format!("{metric}{{namespace=\"kubernaut-system\",pod=\"gw-0\"{sep}{labels}}}"),
+        "values": values,
+    })
+}
+
+fn firing(alert: &str, at: &str, extra: &[(&str, &str)]) -> Value {
+    let mut labels = json!({"namespace": "kubernaut-system", "pod": "gw-0"});
+    for (k, v) in extra {
+        labels[*k] = json!(v);
+    }
+    let severity = alert_rules()
+        .into_iter()
+        .find(|(a, _)| *a == alert)
+        .unwrap()
+        .1["labels"]["severity"]
+        .clone();
+    labels["severity"] = severity;
+    json!({"eval_time": at, "alertname": alert, "exp_alerts": [{"exp_labels": labels}]})
+}
+
+fn silent(alert: &str, at: &str) -> Value {
+    json!({"eval_time": at, "alertname": alert, "exp_alerts": []})
+}
+
+#[test]
+fn promtool_accepts_the_rules_and_they_fire_when_they_should() {
+    let Some(promtool) = promtool() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = &find("PrometheusRule", NAME)["spec"];
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_norway::to_string(spec).unwrap(),
+    )
+    .unwrap();
+    run(&promtool, &["check", "rules", "rules.yaml"], dir.path());
+
+    // promtool's unit tests compare annotations too; the expressions are what is tested here.
+    let mut bare = spec.clone();
+    for group in bare["groups"].as_array_mut().unwrap() {
+        for rule in group["rules"].as_array_mut().unwrap() {
+            rule.as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    std::fs::write(
+        dir.path().join("bare.yaml"),
+        serde_norway::to_string(&bare).unwrap(),
+    )
+    .unwrap();
+    let reload = "config_type=\"dedup\",result=\"error\"";
+    let tests = json!({
+        "rule_files": ["bare.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": "in memory (no Redis): redis_available is 0, the gateway ready; all quiet",
+                "interval": "1m",
+                "input_series": [
+                    series("gateway_redis_available", "", "0x30"),
+                    series("gateway_ready", "", "1x30"),
+                    series("gateway_config_reload_total", reload, "0x30"),
+                    series("gateway_signals_unrecorded_total", "reason=\"write\"", "0x30"),
+                    series("gateway_remediation_write_errors_total", "reason=\"exhausted\"", "0x30"),
+                    series("gateway_remediation_write_errors_total", "reason=\"permanent\"", "0x30"),
+                ],
+                "alert_rule_test": [
+                    silent("KubernautGatewayRedisUnavailable", "20m"),
+                    silent("KubernautGatewayNotReady", "20m"),
+                    silent("KubernautGatewayConfigReloadFailing", "20m"),
+                    silent("KubernautGatewayRemediationRequestCreationFailing", "20m"),
+                    silent("KubernautGatewayRemediationRetriesExhausted", "20m"),
+                    silent("KubernautGatewayRemediationWritesRejected", "20m"),
+                ],
+            },
+            {
+                "name": "a Redis outage: not ready, Redis down",
+                "interval": "1m",
+                "input_series": [
+                    series("gateway_redis_available", "", "1 1 0x20"),
+                    series("gateway_ready", "", "1 1 0x20"),
+                ],
+                "alert_rule_test": [
+                    silent("KubernautGatewayRedisUnavailable", "3m"),
+                    firing("KubernautGatewayRedisUnavailable", "5m", &[]),
+                    silent("KubernautGatewayNotReady", "5m"),
+                    firing("KubernautGatewayNotReady", "8m", &[]),
+                ],
+            },
+            {
+                "name": "a rejected reload, failing writes, exhausted retries",
+                "interval": "1m",
+                "input_series": [
+                    series("gateway_config_reload_total", reload, "0 0 1x30"),
+                    series("gateway_signals_unrecorded_total", "reason=\"write\"", "0 0 1 2 3 4 5 6 7 8 9 10"),
+                    series("gateway_remediation_write_errors_total", "reason=\"exhausted\"", "0 0 2x30"),
+                    series("gateway_remediation_write_errors_total", "reason=\"permanent\"", "0 0 1x30"),
+                ],
+                "alert_rule_test": [
+                    firing("KubernautGatewayConfigReloadFailing", "5m", &[("config_type", "dedup")]),
+                    silent("KubernautGatewayConfigReloadFailing", "25m"),
+                    firing("KubernautGatewayRemediationRequestCreationFailing", "10m", &[]),
+                    firing("KubernautGatewayRemediationRetriesExhausted", "5m", &[]),
+                    firing("KubernautGatewayRemediationWritesRejected", "5m", &[]),
+                ],
+            },
+        ],
+    });
+    std::fs::write(
+        dir.path().join("tests.yaml"),
+        serde_norway::to_string(&tests).unwrap(),
+    )
+    .unwrap();
+    run(&promtool, &["test", "rules", "tests.yaml"], dir.path());
+}
