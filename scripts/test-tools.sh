@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the programs the test suite runs besides cargo, when missing, from Debian's packages:
+# kubectl (tests/it/deploy_manifests.rs renders deploy/; Debian's is 1.20, kustomize v2.0.3) and
+# promtool (checks and unit-tests the PrometheusRule; in Debian's prometheus package).
+# Called by scripts/test.sh, so the README's test command works on a fresh machine.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+# Installs Debian's PACKAGE when COMMAND is missing (the package lists refreshed only when they
+# do not know it).
+need() {
+  local command="$1" package="$2"
+  command -v "$command" >/dev/null && return 0
+  echo "installing $package (for $command)"
+  if ! apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    as_root apt-get update -qq
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "$package" >/dev/null
+}
+
+need kubectl kubernetes-client
+need promtool prometheus
