@@ -781,16 +781,7 @@ async fn a_watch_by_label_sees_objects_move_in_and_out_of_its_selector() {
         .try_collect()
         .await
         .unwrap();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            WatchEvent::Added(_) => "ADDED",
-            WatchEvent::Modified(_) => "MODIFIED",
-            WatchEvent::Deleted(_) => "DELETED",
-            WatchEvent::Bookmark(_) => "BOOKMARK",
-            WatchEvent::Error(_) => "ERROR",
-        })
-        .collect();
+    let kinds: Vec<&str> = events.iter().map(event_type).collect();
     assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]);
 }
 
@@ -845,16 +836,7 @@ async fn watch_replays_from_a_resource_version_and_ends_at_its_timeout() {
         .try_collect()
         .await
         .unwrap();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            WatchEvent::Added(_) => "ADDED",
-            WatchEvent::Modified(_) => "MODIFIED",
-            WatchEvent::Deleted(_) => "DELETED",
-            WatchEvent::Bookmark(_) => "BOOKMARK",
-            WatchEvent::Error(_) => "ERROR",
-        })
-        .collect();
+    let kinds: Vec<&str> = events.iter().map(event_type).collect();
     assert_eq!(kinds, ["MODIFIED", "DELETED", "BOOKMARK"]);
     let elapsed = started.elapsed();
     assert!(
@@ -1335,4 +1317,15 @@ async fn test_setup_writes_directly_and_watches_see_it() {
     server.delete_object(Resource::ConfigMaps, NS, "c");
     assert!(server.objects(Resource::ConfigMaps).is_empty());
     assert!(server.requests().iter().all(|r| r.verb != "create"));
+}
+
+/// The `type` of a watch event, as the API writes it.
+fn event_type<K>(event: &WatchEvent<K>) -> &'static str {
+    match event {
+        WatchEvent::Added(_) => "ADDED",
+        WatchEvent::Modified(_) => "MODIFIED",
+        WatchEvent::Deleted(_) => "DELETED",
+        WatchEvent::Bookmark(_) => "BOOKMARK",
+        WatchEvent::Error(_) => "ERROR",
+    }
 }

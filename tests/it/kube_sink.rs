@@ -101,6 +101,29 @@ impl Rig {
         self.gateway.gateway.metrics().render()
     }
 
+    /// Posts `alert_name` while the API fails: 503 with Retry-After, nothing written, the write
+    /// error counted with `reason`. Then the resend (the API fixed) is a new signal: created.
+    async fn unrecorded_then_created_on_resend(&self, alert_name: &str, reason: &str) {
+        let (status, retry_after, body) = self
+            .post(vec![alert(alert_name, "prod", "api-0", "firing")])
+            .await;
+        assert_eq!(status, 503, "{body}");
+        assert!(retry_after.is_some());
+        assert!(self.remediations().is_empty());
+        assert_eq!(
+            metric(
+                &self.metrics(),
+                &format!("gateway_remediation_write_errors_total{{reason=\"{reason}\"}}")
+            ),
+            1.0
+        );
+        let (status, _, body) = self
+            .post(vec![alert(alert_name, "prod", "api-0", "firing")])
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(self.remediations().len(), 1);
+    }
+
     /// API requests of `verb` on RemediationRequests.
     fn calls(&self, verb: &str) -> usize {
         self.api
@@ -270,25 +293,13 @@ async fn a_permanent_error_is_not_retried_and_the_sender_is_told_to_resend() {
     rig.api
         .faults()
         .fail_next(1, Fault::Status(403), Filter::verb("create"));
-    let (status, retry_after, body) = rig
-        .post(vec![alert("Forbidden", "prod", "api-0", "firing")])
+    rig.unrecorded_then_created_on_resend("Forbidden", "permanent")
         .await;
-    assert_eq!(status, 503, "{body}");
-    assert!(retry_after.is_some());
-    assert_eq!(rig.calls("create"), 1, "a 403 is not retried");
     assert_eq!(
-        metric(
-            &rig.metrics(),
-            "gateway_remediation_write_errors_total{reason=\"permanent\"}"
-        ),
-        1.0
+        rig.calls("create"),
+        2,
+        "a 403 is not retried; then the resend"
     );
-    // Fixed (say, RBAC granted): the resend is a new signal, not a duplicate.
-    let (status, _, body) = rig
-        .post(vec![alert("Forbidden", "prod", "api-0", "firing")])
-        .await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(rig.remediations().len(), 1);
 }
 
 #[tokio::test]
@@ -297,26 +308,9 @@ async fn exhausted_retries_answer_503_and_nothing_is_lost() {
     rig.api
         .faults()
         .fail_next(4, Fault::Status(503), Filter::verb("create"));
-    let (status, retry_after, body) = rig
-        .post(vec![alert("Outage", "prod", "api-0", "firing")])
+    rig.unrecorded_then_created_on_resend("Outage", "exhausted")
         .await;
-    assert_eq!(status, 503, "{body}");
-    assert!(retry_after.is_some());
-    assert_eq!(rig.calls("create"), 4, "max_attempts: 4");
-    assert!(rig.remediations().is_empty());
-    assert_eq!(
-        metric(
-            &rig.metrics(),
-            "gateway_remediation_write_errors_total{reason=\"exhausted\"}"
-        ),
-        1.0
-    );
-    // Alertmanager resends; the API is back.
-    let (status, _, body) = rig
-        .post(vec![alert("Outage", "prod", "api-0", "firing")])
-        .await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(rig.remediations().len(), 1);
+    assert_eq!(rig.calls("create"), 5, "max_attempts: 4; then the resend");
 }
 
 #[tokio::test]
