@@ -2,6 +2,7 @@
 //! the HTTP server, metrics, the CLI, and the carrying out of the domain's decisions.
 
 pub mod cli;
+pub mod config_source;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

@@ -11,6 +11,7 @@ pub mod configmap;
 pub mod crd;
 mod writer;
 
+pub use kube::Client;
 pub use writer::{ApiCallRecord, ClientError, ClientOptions, KubeWriter, client};
 
 /// One kind of Kubernetes API request the gateway makes: what RBAC must allow.
