@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod coalesce;
+pub mod config_source;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

@@ -32,19 +32,20 @@ pub struct Assembled {
     pub config: Arc<FileConfigSource>,
 }
 
-/// Loads the settings and builds the gateway the static settings name (embedded defaults:
-/// in-memory dedup, directory sink).
+/// Loads the settings of `--config-dir` and builds the gateway the static settings name
+/// (embedded defaults: in-memory dedup, directory sink). For `--config-source configmap:…`:
+/// [`crate::config_source::config_source`], then [`assemble`].
 pub async fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Assembled> {
-    let source = FileConfigSource::load(&args.config_dir, clock.clone())
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    for warning in source
-        .warnings()
-        .iter()
-        .chain(source.layout_warning().as_ref())
-    {
-        tracing::warn!("{warning}");
-    }
-    let source = Arc::new(source);
+    let setup = crate::config_source::file_source(args, clock.clone())?;
+    assemble(args, clock, setup.source).await
+}
+
+/// Builds the gateway on a loaded settings source (see [`crate::config_source`]).
+pub async fn assemble(
+    args: &ServeArgs,
+    clock: Arc<dyn Clock>,
+    source: Arc<FileConfigSource>,
+) -> anyhow::Result<Assembled> {
     let config: Arc<dyn ConfigSource> = source.clone();
     let capacity =
         NonZeroUsize::new(args.dedup_capacity).context("--dedup-capacity must be at least 1")?;
@@ -55,7 +56,7 @@ pub async fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<As
     let writer = writer(args, &metrics).await?;
     tracing::info!(
         dedup = if args.redis_url.is_some() { "redis" } else { "in-memory" },
-        sink = ?args.sink, config_dir = %args.config_dir.display(), "gateway assembled");
+        sink = ?args.sink, config = %source.origin(), "gateway assembled");
     metrics.init_config(&source.status());
     let observed = metrics.clone();
     source.on_reload(Box::new(move |record| observed.observe_reload(record)));
@@ -226,13 +227,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// `gateway serve`: builds, binds, watches the config directory and serves.
+/// `gateway serve`: builds, binds, watches the settings source and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let Assembled { gateway, config } = build(&args, Arc::new(SystemClock)).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let setup = crate::config_source::config_source(&args, clock.clone()).await?;
+    let Assembled { gateway, config } = assemble(&args, clock, setup.source.clone()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let _watching = config.watch(WatchOptions {
+    let _watching = setup.watch(WatchOptions {
         debounce: args.config_debounce,
         resync: args.config_resync,
         ..WatchOptions::default()

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use gateway::cli::Cli;
+use gateway::config_source::Watching;
 use gateway::http::AppState;
 use gateway::pipeline::Gateway;
-use gateway_adapter_file_config::{FileConfigSource, WatchHandle, WatchOptions};
+use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_memory::SystemClock;
 use gateway_ports::ConfigControl;
 use tokio::net::TcpListener;
@@ -23,20 +24,29 @@ pub struct ServedGateway {
     pub gateway: Arc<Gateway>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _watching: Option<WatchHandle>,
+    _watching: Option<Watching>,
 }
 
 impl ServedGateway {
     /// Starts a gateway with these `serve` flags (`--shutdown-delay 0s` is added), watching its
-    /// config directory when `watch` is given, and waits until it reports ready.
+    /// settings source (the config directory with `watch`'s options, or the ConfigMap of
+    /// `--config-source configmap:…`) when `watch` is given, and waits until it reports ready.
     pub async fn start(flags: &[&str], watch: Option<WatchOptions>) -> ServedGateway {
+        Self::try_start(flags, watch).await.expect("gateway builds")
+    }
+
+    /// [`ServedGateway::start`], or why the gateway refused to start.
+    pub async fn try_start(
+        flags: &[&str],
+        watch: Option<WatchOptions>,
+    ) -> anyhow::Result<ServedGateway> {
         let mut argv = vec!["gateway", "--shutdown-delay", "0s"];
         argv.extend_from_slice(flags);
         let args = Cli::try_parse_from(argv).expect("valid flags").serve;
-        let assembled = gateway::serve::build(&args, Arc::new(SystemClock))
-            .await
-            .expect("gateway builds");
-        let watching = watch.map(|options| assembled.config.watch(options));
+        let clock: Arc<dyn gateway_ports::Clock> = Arc::new(SystemClock);
+        let setup = gateway::config_source::config_source(&args, clock.clone()).await?;
+        let assembled = gateway::serve::assemble(&args, clock, setup.source.clone()).await?;
+        let watching = watch.map(|options| setup.watch(options));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("loopback port");
@@ -62,7 +72,7 @@ impl ServedGateway {
             _watching: watching,
         };
         served.wait_ready(Duration::from_secs(10)).await;
-        served
+        Ok(served)
     }
 
     async fn wait_ready(&self, within: Duration) {

@@ -1,6 +1,6 @@
-//! The [`ConfigSource`](gateway_ports::ConfigSource) port over a config directory: the mounted
-//! ConfigMap `kubernaut-gateway-config`, one file per settings type (`storm.yaml`, `dedup.yaml`,
-//! `retry.yaml`), hot-reloaded.
+//! The [`ConfigSource`](gateway_ports::ConfigSource) port over the settings documents: a config
+//! directory (the mounted ConfigMap `kubernaut-gateway-config`), or documents fed from elsewhere;
+//! one document per settings type (`storm.yaml`, `dedup.yaml`, `retry.yaml`), hot-reloaded.
 //!
 //! What a file means:
 //! - at start-up, a missing directory or file: the built-in defaults for that type, with a warning
@@ -16,6 +16,14 @@
 //! [`FileConfigSource::watch`] watches the directory (the kubelet swaps a `..data` symlink; it
 //! never writes the visible files), debounces, skips content identical to the last attempt, and
 //! re-reads periodically as a safety net.
+//!
+//! The same judging (figment with environment overrides, validation, skipping content identical
+//! to the last attempt, atomic swap, audit line, reload records, status) also serves documents
+//! fed from elsewhere: [`FileConfigSource::from_documents`] at start-up and
+//! [`FileConfigSource::apply_documents`] for each change, with the rules above (a missing
+//! document is a missing file; one that disappears after start-up is rejected; so is a deleted
+//! container, [`Documents::absent`]). The app feeds the ConfigMap read through the Kubernetes API
+//! this way; origins, problems and audit lines then name `configmap NAMESPACE/NAME: storm.yaml`.
 
 mod parse;
 mod read;
@@ -23,6 +31,7 @@ mod source;
 mod watch;
 
 pub use parse::{ENV_BASE, env_prefix};
+pub use read::Documents;
 pub use source::FileConfigSource;
 pub use watch::{WatchHandle, WatchOptions};
 

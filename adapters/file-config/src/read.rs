@@ -1,10 +1,12 @@
-//! Reading the three files of a config directory as one consistent set.
+//! The three settings documents as one set ([`Documents`]), and reading them from a config
+//! directory.
 //!
 //! In a kubelet-managed directory the visible files are symlinks through `..data`, itself a
 //! symlink to a timestamped directory that an update replaces atomically. The set is read from
 //! the directory `..data` resolves to; if `..data` moved while we read (the old directory may be
 //! deleted under us), the read starts over.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -36,17 +38,66 @@ impl Content {
 /// The hash recorded for a missing file.
 pub const MISSING: &str = "missing";
 
-/// One consistent read of the directory.
-#[derive(Debug)]
-pub struct DirSnapshot {
+/// The settings documents of one source, read or received as one set: per settings type, the
+/// bytes of its document (`storm.yaml`, `dedup.yaml`, `retry.yaml`) or nothing.
+///
+/// A config directory is read into one ([`FileConfigSource::load`](crate::FileConfigSource::load));
+/// anything else that holds the three documents (a ConfigMap read through the Kubernetes API)
+/// builds one with [`Documents::from_data`] or [`Documents::absent`] and feeds it to
+/// [`FileConfigSource::from_documents`](crate::FileConfigSource::from_documents) and
+/// [`FileConfigSource::apply_documents`](crate::FileConfigSource::apply_documents).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Documents {
     /// Per kind, in [`ConfigKind::ALL`] order.
-    pub contents: [Content; 3],
+    contents: [Content; 3],
+    /// Whether the container of the documents (the directory, the ConfigMap) exists.
+    present: bool,
 }
 
-impl DirSnapshot {
-    /// The content read for `kind`.
-    pub fn content(&self, kind: ConfigKind) -> &Content {
+impl Documents {
+    /// No container at all (no directory, no ConfigMap): every document is missing.
+    pub fn absent() -> Self {
+        Documents {
+            contents: [Content::Missing, Content::Missing, Content::Missing],
+            present: false,
+        }
+    }
+
+    /// The documents of a name → content map (a ConfigMap's `data`): `storm.yaml`, `dedup.yaml`
+    /// and `retry.yaml`, each missing when its key is; other keys are ignored.
+    pub fn from_data(data: &BTreeMap<String, String>) -> Self {
+        Documents {
+            contents: ConfigKind::ALL.map(|kind| match data.get(kind.file_name()) {
+                Some(text) => Content::Bytes(text.as_bytes().to_vec()),
+                None => Content::Missing,
+            }),
+            present: true,
+        }
+    }
+
+    /// The bytes of `kind`'s document, `None` when it is missing.
+    pub fn get(&self, kind: ConfigKind) -> Option<&[u8]> {
+        match self.content(kind) {
+            Content::Missing => None,
+            Content::Bytes(bytes) => Some(bytes),
+        }
+    }
+
+    /// Whether the container of the documents exists (see [`Documents::absent`]).
+    pub fn is_present(&self) -> bool {
+        self.present
+    }
+
+    /// The content of `kind`.
+    pub(crate) fn content(&self, kind: ConfigKind) -> &Content {
         &self.contents[index(kind)]
+    }
+}
+
+impl From<Option<&BTreeMap<String, String>>> for Documents {
+    /// `None` (no ConfigMap) is [`Documents::absent`].
+    fn from(data: Option<&BTreeMap<String, String>>) -> Self {
+        data.map_or_else(Documents::absent, Documents::from_data)
     }
 }
 
@@ -77,14 +128,12 @@ fn read_file(path: &Path) -> io::Result<Content> {
 
 /// Reads storm.yaml, dedup.yaml and retry.yaml of `dir` as one set. A missing directory reads as
 /// three missing files.
-pub fn read_dir(dir: &Path) -> io::Result<DirSnapshot> {
+pub fn read_dir(dir: &Path) -> io::Result<Documents> {
     const ATTEMPTS: usize = 5;
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
         if !dir.is_dir() {
-            return Ok(DirSnapshot {
-                contents: [Content::Missing, Content::Missing, Content::Missing],
-            });
+            return Ok(Documents::absent());
         }
         let resolved = resolve(dir)?;
         let base = resolved.clone().unwrap_or_else(|| dir.to_owned());
@@ -104,7 +153,10 @@ pub fn read_dir(dir: &Path) -> io::Result<DirSnapshot> {
         if resolved.is_some() && resolve(dir)? != resolved {
             continue;
         }
-        return Ok(DirSnapshot { contents });
+        return Ok(Documents {
+            contents,
+            present: true,
+        });
     }
     Err(last_error.unwrap_or_else(|| {
         io::Error::other("the config directory kept changing while it was read")

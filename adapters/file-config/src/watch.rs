@@ -47,7 +47,8 @@ impl Drop for WatchHandle {
 }
 
 impl FileConfigSource {
-    /// Spawns the watcher on the current tokio runtime; it runs until the handle is dropped.
+    /// Spawns the watcher on the current tokio runtime; it runs until the handle is dropped. A
+    /// fed source ([`FileConfigSource::from_documents`]) has no directory: nothing is watched.
     pub fn watch(self: &Arc<Self>, options: WatchOptions) -> WatchHandle {
         WatchHandle {
             task: tokio::spawn(run(Arc::clone(self), options)),
@@ -124,7 +125,13 @@ async fn reload(source: &Arc<FileConfigSource>) {
 const MAX_DEBOUNCE_PERIODS: u32 = 10;
 
 async fn run(source: Arc<FileConfigSource>, options: WatchOptions) {
-    let dir = source.dir().to_owned();
+    let Some(dir) = source.dir().map(Path::to_owned) else {
+        tracing::debug!(
+            source = source.origin(),
+            "a fed settings source has no directory to watch"
+        );
+        return;
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher: Option<(RecommendedWatcher, (u64, u64))> = None;
     loop {

@@ -1,15 +1,17 @@
 //! The Kubernetes side of the gateway:
 //! - [`crd`]: the `RemediationRequest` custom resource (`remediation.kubernaut.io/v1alpha1`);
 //! - the `RemediationWriter` port over the Kubernetes API (kube-rs);
-//! - a ConfigMap watch that feeds the hot-reloadable settings from the API.
+//! - [`configmap`]: the ConfigMap of the hot-reloadable settings, read and watched through the API.
 //!
 //! Every API call this crate makes is listed in [`API_CALLS`]; the RBAC in `deploy/` grants
 //! exactly those (a test renders `deploy/` and compares), and the API-server emulator tests check
 //! that the code makes no other.
 
+pub mod configmap;
 pub mod crd;
 mod writer;
 
+pub use kube::Client;
 pub use writer::{ApiCallRecord, ClientError, ClientOptions, KubeWriter, client};
 
 /// One kind of Kubernetes API request the gateway makes: what RBAC must allow.
