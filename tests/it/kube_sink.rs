@@ -415,6 +415,30 @@ async fn already_exists_is_the_result_and_counts_the_occurrence() {
 }
 
 #[tokio::test]
+async fn an_update_that_races_a_create_patches_the_winner() {
+    let api = ApiServer::start().await;
+    let writer = KubeWriter::new(api.client(), Duration::from_secs(2));
+    let mut request = sample_request("rr-storm-race");
+    assert_eq!(writer.update(&request).await.unwrap(), Written::Created);
+    // Our patch finds nothing (another replica is creating it), our create then meets its
+    // resource: the update is patched into it, not given up as "already there".
+    request.spec.signal_name = "Grown".to_owned();
+    api.faults().fail_next(
+        1,
+        Fault::Status(404),
+        Filter {
+            verb: Some("patch"),
+            resource: Some("remediationrequests"),
+        },
+    );
+    assert_eq!(writer.update(&request).await.unwrap(), Written::Updated);
+    let stored = api
+        .object(Resource::RemediationRequests, "prod", "rr-storm-race")
+        .unwrap();
+    assert_eq!(stored["spec"]["signalName"], "Grown");
+}
+
+#[tokio::test]
 async fn the_writer_classifies_each_failure_for_the_retry_policy() {
     let api = ApiServer::start().await;
     let writer = KubeWriter::new(api.client(), Duration::from_millis(300));

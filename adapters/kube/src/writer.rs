@@ -191,6 +191,24 @@ impl KubeWriter {
         .map(|_| ())
     }
 
+    /// One JSON merge patch (RFC 7386) of the resource; `what` says what it is for, in errors.
+    async fn merge_patch(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        patch: &serde_json::Value,
+    ) -> Result<(), WriteError> {
+        let api = self.api(namespace);
+        self.call(
+            "patch",
+            &format!("{what} RemediationRequest {namespace}/{name}"),
+            api.patch(name, &PatchParams::default(), &Patch::Merge(patch)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Counts one more occurrence on an existing resource: read, then a patch guarded by the
     /// resourceVersion read (the API answers `409 Conflict` if someone wrote in between: read again).
     async fn count_occurrence(&self, request: &PortRequest) -> Result<(), WriteError> {
@@ -220,17 +238,13 @@ impl KubeWriter {
                 }},
             });
             let patched = self
-                .call(
-                    "patch",
-                    &format!("count an occurrence on RemediationRequest {namespace}/{name}"),
-                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
-                )
+                .merge_patch(namespace, name, "count an occurrence on", &patch)
                 .await;
             match patched {
                 Err(e) if is_status(&e, 409) && attempt < CONFLICT_ATTEMPTS => {
                     tracing::debug!(%namespace, %name, attempt, "RemediationRequest changed while counting an occurrence: reading it again");
                 }
-                other => return other.map(|_| ()),
+                other => return other,
             }
         }
     }
@@ -308,19 +322,17 @@ impl RemediationWriter for KubeWriter {
             "metadata": { "labels": request.labels },
             "spec": resource.spec,
         });
-        let patched = self
-            .call(
-                "patch",
-                &format!("patch RemediationRequest {namespace}/{name}"),
-                self.api(namespace)
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
-            )
-            .await;
-        match patched {
+        let what = "patch";
+        match self.merge_patch(namespace, name, what, &patch).await {
             Ok(_) => Ok(Written::Updated),
             Err(e) if is_status(&e, 404) => match self.post(&resource, namespace, name).await {
                 Ok(()) => Ok(Written::Created),
-                // Created in between by someone else: the next attempt patches it.
+                // Created in between (another replica): ours is the newer content, patch it in.
+                // (A 409 must not reach the retry policy, which takes it for "done".)
+                Err(e) if is_status(&e, 409) => self
+                    .merge_patch(namespace, name, what, &patch)
+                    .await
+                    .map(|()| Written::Updated),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -335,14 +347,9 @@ impl RemediationWriter for KubeWriter {
                 "lastOccurrence": occurrences.last_occurrence.to_rfc3339(),
             }},
         });
-        self.call(
-            "patch",
-            &format!("record occurrences on RemediationRequest {namespace}/{name}"),
-            self.api(namespace)
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
-        )
-        .await
-        .map(|_| Written::Updated)
+        self.merge_patch(namespace, name, "record occurrences on", &patch)
+            .await
+            .map(|()| Written::Updated)
     }
 
     async fn check(&self) -> Result<(), WriteError> {
