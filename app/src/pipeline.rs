@@ -336,7 +336,7 @@ impl Gateway {
                 window_start,
             } => {
                 self.metrics.signals_deduplicated.inc();
-                self.record_occurrences(signal, window_start, count);
+                self.record_occurrences(signal, window_start, settings.dedup.ttl.get(), count);
                 let mut outcome = AlertOutcome::new(signal, Outcome::Duplicate);
                 outcome.occurrences = Some(count);
                 Ok(outcome)
@@ -349,9 +349,15 @@ impl Gateway {
     }
 
     /// Queues the occurrence count of a duplicate for its resource (coalesced: written on a tick).
-    fn record_occurrences(&self, signal: &Signal, window_start: Timestamp, count: u64) {
+    fn record_occurrences(
+        &self,
+        signal: &Signal,
+        window_start: Timestamp,
+        ttl: Duration,
+        count: u64,
+    ) {
         let occurrences = Occurrences {
-            name: remediation::signal_name(signal, window_start),
+            name: remediation::signal_name(signal, window_start, ttl),
             namespace: remediation::namespace_of(signal, &self.fallback_namespace),
             last_occurrence: signal.received_time,
             occurrence_count: count,
@@ -413,8 +419,12 @@ impl Gateway {
         self.carry_out(observation.closed).await;
         match observation.decision {
             Decision::Individual => {
-                let request =
-                    remediation::for_signal(signal, window_start, &self.fallback_namespace);
+                let request = remediation::for_signal(
+                    signal,
+                    window_start,
+                    settings.dedup.ttl.get(),
+                    &self.fallback_namespace,
+                );
                 match self
                     .writer
                     .write_within(Op::Create, &request, Some(deadline))
@@ -686,10 +696,12 @@ impl Gateway {
                 Closure::Flush { key, signals, .. } => {
                     tracing::info!(alert = %key.alert_name, namespace = %key.namespace, signals = signals.len(),
                         "storm buffer went quiet below the buffer threshold: creating its signals individually");
+                    let ttl = self.config.dedup().ttl.get();
                     for signal in signals {
                         let request = remediation::for_signal(
                             &signal,
                             signal.received_time,
+                            ttl,
                             &self.fallback_namespace,
                         );
                         self.writer.write_or_queue(Op::Create, request).await;

@@ -2,10 +2,16 @@
 //!
 //! Names are derived from what identifies the work, never from a random source, so the same work
 //! written twice (a retry, a second replica) meets `AlreadyExists` instead of creating a twin:
-//! - one signal: `rr-<first 16 hex of the fingerprint>-<window start, ms, hex>`;
+//! - one signal: `rr-<first 16 hex of the fingerprint>-<firing time, ms, hex>-<n>`, where `n` counts
+//!   the dedup TTLs between the firing time and the dedup window's start. Replicas that each keep
+//!   their own dedup state (no Redis) and receive the same alert (two Alertmanagers, a load
+//!   balancer) name it alike, so the second meets `AlreadyExists` and counts an occurrence
+//!   instead of creating a twin; an alert still firing after its TTL opens window `n + 1`, a new
+//!   resource, as a new occurrence should;
 //! - a storm aggregate: `rr-storm-<first 12 hex of the opening signal's fingerprint>-<window open, ms, hex>`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use gateway_ports::remediation::{DeduplicationInfo, RemediationRequestSpec, StormInfo};
 use gateway_ports::{RemediationRequest, Signal, SignalSource, Timestamp};
@@ -21,12 +27,17 @@ pub mod labels {
     pub const STORM: &str = "kubernaut.io/storm";
 }
 
-/// The name of the RemediationRequest for one signal whose dedup window started at `window_start`.
-pub fn signal_name(signal: &Signal, window_start: Timestamp) -> String {
+/// The name of the RemediationRequest for one signal whose dedup window (of `ttl`) started at
+/// `window_start`.
+pub fn signal_name(signal: &Signal, window_start: Timestamp, ttl: Duration) -> String {
+    let since_firing = window_start
+        .saturating_since(signal.firing_time)
+        .as_millis();
+    let window = since_firing / ttl.as_millis().max(1);
     format!(
-        "rr-{}-{:x}",
+        "rr-{}-{:x}-{window}",
         signal.fingerprint.short(16),
-        window_start.as_millis()
+        signal.firing_time.as_millis()
     )
 }
 
@@ -101,15 +112,17 @@ fn base(
     }
 }
 
-/// The RemediationRequest for one new signal.
+/// The RemediationRequest for one new signal whose dedup window (of `ttl`) started at
+/// `window_start`.
 pub fn for_signal(
     signal: &Signal,
     window_start: Timestamp,
+    ttl: Duration,
     fallback_namespace: &str,
 ) -> RemediationRequest {
     base(
         signal,
-        signal_name(signal, window_start),
+        signal_name(signal, window_start, ttl),
         fallback_namespace,
         None,
     )
@@ -144,4 +157,56 @@ pub fn for_aggregate(aggregate: &Aggregate, fallback_namespace: &str) -> Remedia
         occurrence_count: aggregate.alert_count,
     };
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_ports::{Fingerprint, ResourceRef, Severity, SignalStatus};
+
+    use super::*;
+
+    fn signal(firing_s: u64) -> Signal {
+        Signal {
+            fingerprint: Fingerprint::from_hex(&"ab".repeat(32)).expect("hex"),
+            name: "Down".to_owned(),
+            namespace: "prod".to_owned(),
+            resource: ResourceRef {
+                kind: "Pod".to_owned(),
+                name: "api-0".to_owned(),
+                namespace: "prod".to_owned(),
+            },
+            severity: Severity::Critical,
+            status: SignalStatus::Firing,
+            source: SignalSource::Prometheus,
+            firing_time: Timestamp::from_secs(firing_s),
+            received_time: Timestamp::from_secs(firing_s),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    const T: u64 = 1_764_000_000;
+    const TTL: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn replicas_that_open_their_windows_apart_name_the_alert_alike() {
+        let s = signal(T);
+        let a = signal_name(&s, Timestamp::from_millis(T * 1000 + 30_000), TTL);
+        let b = signal_name(&s, Timestamp::from_millis(T * 1000 + 30_250), TTL);
+        assert_eq!(a, b);
+        assert_eq!(a, format!("rr-abababababababab-{:x}-0", T * 1000));
+    }
+
+    #[test]
+    fn a_new_window_after_the_ttl_or_a_new_firing_is_a_new_name() {
+        let s = signal(T);
+        let first = signal_name(&s, Timestamp::from_secs(T + 10), TTL);
+        let after_ttl = signal_name(&s, Timestamp::from_secs(T + 10 + 600), TTL);
+        assert_ne!(first, after_ttl);
+        assert!(after_ttl.ends_with("-1"), "{after_ttl}");
+        let refired = signal_name(&signal(T + 3600), Timestamp::from_secs(T + 3600), TTL);
+        assert_ne!(first, refired);
+        // A firing time ahead of the gateway's clock (skew) is window 0, never a panic.
+        assert!(signal_name(&signal(T + 60), Timestamp::from_secs(T), TTL).ends_with("-0"));
+    }
 }

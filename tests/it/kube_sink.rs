@@ -34,6 +34,8 @@ struct Rig {
     config: KubeletDir,
     gateway: ServedGateway,
     http: reqwest::Client,
+    /// The gateway's flags, for another replica.
+    flags: Vec<String>,
 }
 
 impl Rig {
@@ -56,7 +58,22 @@ impl Rig {
             flags.extend_from_slice(&["--kube-timeout", "1s"]);
         }
         flags.extend_from_slice(extra);
-        let gateway = ServedGateway::start(
+        let flags: Vec<String> = flags.into_iter().map(str::to_owned).collect();
+        let gateway = Rig::replica(&flags).await;
+        Rig {
+            api,
+            _dir: dir,
+            config,
+            gateway,
+            http: reqwest::Client::new(),
+            flags,
+        }
+    }
+
+    /// A gateway on `flags`, watching its config directory.
+    async fn replica(flags: &[String]) -> ServedGateway {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        ServedGateway::start(
             &flags,
             Some(WatchOptions {
                 debounce: Duration::from_millis(50),
@@ -64,14 +81,7 @@ impl Rig {
                 dir_poll: Duration::from_millis(50),
             }),
         )
-        .await;
-        Rig {
-            api,
-            _dir: dir,
-            config,
-            gateway,
-            http: reqwest::Client::new(),
-        }
+        .await
     }
 
     async fn standard() -> Rig {
@@ -379,6 +389,32 @@ async fn the_write_deadline_answers_the_sender_in_time() {
         ),
         2.0
     );
+}
+
+#[tokio::test]
+async fn two_replicas_without_shared_dedup_make_one_resource_of_one_alert() {
+    // Each replica dedups in its own memory; the name, derived from the alert, is the second line.
+    let rig = Rig::standard().await;
+    let second = Rig::replica(&rig.flags).await;
+    let alerts = webhook(vec![alert("Twice", "prod", "api-0", "firing")]);
+    let (status, _, body) = rig
+        .post(vec![alert("Twice", "prod", "api-0", "firing")])
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let response = rig
+        .http
+        .post(second.prometheus_url())
+        .json(&alerts)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(outcome(&body, 0), "already_exists", "{body}");
+    let stored = rig.remediations();
+    assert_eq!(stored.len(), 1, "no twin");
+    assert_eq!(stored[0]["spec"]["deduplication"]["occurrenceCount"], 2);
+    second.stop().await;
 }
 
 #[tokio::test]

@@ -86,10 +86,25 @@ async fn a_resolved_alert_creates_nothing_and_ends_the_window() {
     );
     assert_eq!(gw.remediations().len(), 1);
     gw.clock.advance(Duration::from_secs(1));
+    // A new firing (Prometheus gives it a new startsAt) is new: a second RemediationRequest.
+    let episode = |status: &str| {
+        let mut a = alert("Down", "prod", "api-0", status);
+        a["startsAt"] = "2025-11-25T17:30:00Z".into();
+        webhook(vec![a]).to_string()
+    };
     assert_eq!(
-        outcomes(&post_json(gw.router(), PROM, firing).await.body),
+        outcomes(&post_json(gw.router(), PROM, episode("firing")).await.body),
         ["created"],
         "firing again after resolved is new"
+    );
+    assert_eq!(gw.remediations().len(), 2);
+    // The first firing's alert again (same startsAt: the same episode, say from an Alertmanager
+    // that missed the resolution): new to dedup, but its resource exists, so it is counted there.
+    gw.clock.advance(Duration::from_secs(1));
+    post_json(gw.router(), PROM, episode("resolved")).await;
+    assert_eq!(
+        outcomes(&post_json(gw.router(), PROM, firing).await.body),
+        ["already_exists"]
     );
     assert_eq!(gw.remediations().len(), 2);
 }
