@@ -73,6 +73,11 @@ impl Coalescer {
         }
     }
 
+    /// The shortest time between two writes of one resource.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -139,9 +139,9 @@ pub struct Gateway {
     aggregate_versions: tokio::sync::Mutex<HashMap<String, AggregateWritten>>,
     /// Aggregates whose alert count grew without new resources: written once per interval.
     aggregate_updates: Mutex<HashMap<String, Aggregate>>,
-    /// Occurrence counts of duplicates, written once per resource per interval.
+    /// Occurrence counts of duplicates, written once per resource per interval (the interval
+    /// deferred aggregate counts wait too).
     occurrences: Coalescer,
-    update_interval: Duration,
     write_deadline: Duration,
     accepting: AtomicBool,
 }
@@ -242,7 +242,6 @@ impl Gateway {
             aggregate_versions: tokio::sync::Mutex::new(HashMap::new()),
             aggregate_updates: Mutex::new(HashMap::new()),
             occurrences: Coalescer::new(parts.timing.update_interval),
-            update_interval: parts.timing.update_interval,
             write_deadline: parts.timing.deadline,
             accepting: AtomicBool::new(true),
         }
@@ -619,7 +618,7 @@ impl Gateway {
                 .filter(|name| {
                     everything
                         || versions.get(*name).is_none_or(|written| {
-                            now.saturating_since(written.at) >= self.update_interval
+                            now.saturating_since(written.at) >= self.occurrences.interval()
                         })
                 })
                 .cloned()

@@ -815,13 +815,7 @@ async fn watch_replays_from_a_resource_version_and_ends_at_its_timeout() {
         .create(&pp, &config_map("w", json!({}), json!({"v": "1"})))
         .await
         .unwrap();
-    api.patch(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "2"}})),
-    )
-    .await
-    .unwrap();
+    set_v(&api, "w", "2").await;
     api.delete("w", &DeleteParams::default()).await.unwrap();
     api.create(&pp, &config_map("other", json!({}), json!({})))
         .await
@@ -896,6 +890,23 @@ fn spawn_watcher(api: &Api<ConfigMap>, config: watcher::Config) -> WatcherEvents
     rx
 }
 
+/// Sets `data.v` of the ConfigMap `name` (a merge patch through the API).
+async fn set_v(api: &Api<ConfigMap>, name: &str, v: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": v}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// `data.v` of the next ConfigMap the watcher delivers (within 2 s).
+async fn next_v(events: &mut WatcherEvents) -> String {
+    let cm = next_applied(events, Duration::from_secs(2)).await;
+    cm.data.unwrap()["v"].clone()
+}
+
 /// Waits for the next watcher event carrying an object (`InitApply` or `Apply`).
 async fn next_applied(events: &mut WatcherEvents, within: Duration) -> ConfigMap {
     tokio::time::timeout(within, async {
@@ -939,13 +950,7 @@ async fn the_runtime_watcher_lists_then_watches_and_sees_changes_quickly() {
     .await;
 
     let changed = Instant::now();
-    api.patch(
-        "gateway",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "2"}})),
-    )
-    .await
-    .unwrap();
+    set_v(&api, "gateway", "2").await;
     let modified = next_applied(&mut stream, Duration::from_secs(1)).await;
     assert_eq!(modified.data.unwrap()["v"], "2");
     assert!(
@@ -996,20 +1001,8 @@ async fn the_runtime_watcher_resumes_after_a_dropped_watch_and_relists_after_410
     // The connection of the watch ends: the watcher resumes from its resource version and
     // misses nothing written meanwhile.
     server.end_watches();
-    api.patch(
-        "gateway",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "2"}})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        next_applied(&mut stream, Duration::from_secs(2))
-            .await
-            .data
-            .unwrap()["v"],
-        "2"
-    );
+    set_v(&api, "gateway", "2").await;
+    assert_eq!(next_v(&mut stream).await, "2");
     let lists = |server: &ApiServer| {
         server
             .requests()
@@ -1026,13 +1019,7 @@ async fn the_runtime_watcher_resumes_after_a_dropped_watch_and_relists_after_410
     .await;
     server.end_watches();
     server.compact();
-    api.patch(
-        "gateway",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "3"}})),
-    )
-    .await
-    .unwrap();
+    set_v(&api, "gateway", "3").await;
     server.compact();
     let relisted = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
@@ -1198,20 +1185,8 @@ async fn faults_filtered_by_verb_leave_watches_alone() {
         .code,
         503
     );
-    cms.patch(
-        "gateway",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "2"}})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        next_applied(&mut stream, Duration::from_secs(2))
-            .await
-            .data
-            .unwrap()["v"],
-        "2"
-    );
+    set_v(&cms, "gateway", "2").await;
+    assert_eq!(next_v(&mut stream).await, "2");
     assert_eq!(server.faults().injected(), 1);
     server.faults().clear();
     remediations(&server)
@@ -1307,13 +1282,7 @@ async fn test_setup_writes_directly_and_watches_see_it() {
         json!({"metadata": {"name": "c", "namespace": NS}, "data": {"v": "2"}}),
     );
     assert_eq!(replaced["metadata"]["uid"], stored["metadata"]["uid"]);
-    assert_eq!(
-        next_applied(&mut stream, Duration::from_secs(2))
-            .await
-            .data
-            .unwrap()["v"],
-        "2"
-    );
+    assert_eq!(next_v(&mut stream).await, "2");
     server.delete_object(Resource::ConfigMaps, NS, "c");
     assert!(server.objects(Resource::ConfigMaps).is_empty());
     assert!(server.requests().iter().all(|r| r.verb != "create"));

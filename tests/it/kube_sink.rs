@@ -648,11 +648,34 @@ async fn the_gateway_makes_only_the_api_calls_its_rbac_grants() {
         .fail_next(1, Fault::Status(500), Filter::verb("create"));
     rig.post(vec![alert("Single", "prod", "p-9", "firing")])
         .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A second replica (its own dedup) meets the first one's resource: AlreadyExists, get, patch.
+    let second = Rig::replica(&rig.flags).await;
+    let again = rig
+        .http
+        .post(second.prometheus_url())
+        .json(&webhook(vec![alert("Single", "prod", "p-0", "firing")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 202);
+    second.stop().await;
+    // The storm window closes after 1 s of quiet and the duplicates' counts are flushed.
+    eventually("the aggregate closed and the counts written", || {
+        rig.remediations()
+            .iter()
+            .any(|r| r["spec"]["stormWindowEnd"].is_string())
+            && rig.remediations().iter().any(|r| {
+                r["spec"]["signalName"] == "Single"
+                    && r["spec"]["deduplication"]["occurrenceCount"] == 2
+                    && r["spec"]["targetResource"]["name"] == "p-1"
+            })
+    })
+    .await;
     let granted: BTreeSet<(String, String, String)> = API_CALLS
         .iter()
         .map(|c| (c.group.to_owned(), c.resource.to_owned(), c.verb.to_owned()))
         .collect();
+    let mut used = BTreeSet::new();
     for request in rig.api.requests() {
         if request.resource.is_empty() {
             continue; // discovery, readable by every authenticated client
@@ -668,7 +691,13 @@ async fn the_gateway_makes_only_the_api_calls_its_rbac_grants() {
             request.method,
             request.path
         );
+        used.insert(request.verb);
     }
+    assert_eq!(
+        used,
+        BTreeSet::from(["create", "get", "patch"]),
+        "every RemediationRequest verb the sink needs was exercised"
+    );
 }
 
 fn sample_request(name: &str) -> RemediationRequest {
