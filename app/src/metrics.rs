@@ -35,8 +35,8 @@ pub struct Metrics {
     pub remediations_already_existed: IntCounter,
     /// Writes that failed for good, by reason (`permanent`, `exhausted`: attempts or time used up).
     pub remediation_write_errors: IntCounterVec,
-    /// Failed write attempts, by class (`throttled`, `server_error`, `client_error`, `timeout`,
-    /// `connection`, `local`): every attempt, retried or not.
+    /// Failed write attempts, by class (`WriteFailure::as_str`: `throttled`, `unavailable`, `timeout`,
+    /// `connection`, …): every attempt, retried or not.
     pub remediation_attempt_failures: IntCounterVec,
     /// Occurrence-count updates of existing resources, by result (`written`, `coalesced`: folded
     /// into a later write, `absent`: no such resource, `failed`: kept for the next flush).
@@ -407,26 +407,11 @@ impl Metrics {
     }
 }
 
-const FAILURE_CLASSES: [&str; 6] = [
-    "throttled",
-    "server_error",
-    "client_error",
-    "timeout",
-    "connection",
-    "local",
-];
+const FAILURE_CLASSES: [&str; 8] = gateway_ports::WriteFailure::LABELS;
 
 /// The metric class of a failed attempt.
 fn failure_class(failure: &gateway_ports::WriteFailure) -> &'static str {
-    use gateway_ports::WriteFailure;
-    match failure {
-        WriteFailure::Status { code: 429, .. } => "throttled",
-        WriteFailure::Status { code, .. } if *code >= 500 => "server_error",
-        WriteFailure::Status { .. } => "client_error",
-        WriteFailure::Timeout => "timeout",
-        WriteFailure::Connection => "connection",
-        WriteFailure::Local { .. } => "local",
-    }
+    failure.as_str()
 }
 
 fn gauge_value(n: u64) -> i64 {

@@ -17,8 +17,7 @@ use gateway_ports::{
     Timestamp, WindowStore, WriteFailure, Written,
 };
 use gateway_storm::{
-    Aggregate, Closure, Decision, PATTERN_WINDOW, RATE_WINDOW, SharedWindows, StormDetector,
-    WindowCapacity, classify,
+    Aggregate, COUNTING, Closure, Decision, SharedWindows, StormDetector, WindowCapacity, classify,
 };
 use serde::Serialize;
 
@@ -386,13 +385,7 @@ impl Gateway {
         let observation = match &self.shared {
             Some((counter, windows)) => {
                 let counts = counter
-                    .count(
-                        &signal.name,
-                        &signal.resource,
-                        now,
-                        RATE_WINDOW,
-                        PATTERN_WINDOW,
-                    )
+                    .count(&signal.name, &signal.resource, now, COUNTING)
                     .await;
                 let counts = match counts {
                     Ok(counts) => counts,
@@ -657,7 +650,7 @@ impl Gateway {
         for occurrences in self.occurrences.due(now, everything) {
             let result = match self.writer.inner().record_occurrences(&occurrences).await {
                 Ok(_) => "written",
-                Err(e) if matches!(e.failure, WriteFailure::Status { code: 404, .. }) => {
+                Err(e) if e.failure == WriteFailure::NotFound => {
                     self.occurrences.absent(&occurrences, now);
                     "absent"
                 }

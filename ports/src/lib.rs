@@ -18,15 +18,15 @@ pub use config::{
 };
 pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
 pub use remediation::{
-    AffectedResource, DeduplicationInfo, Occurrences, RemediationRequest, RemediationWriter,
-    StormInfo, WriteError, WriteFailure, Written,
+    AffectedResource, DeduplicationInfo, Occurrences, Rejection, RemediationRequest,
+    RemediationWriter, StormInfo, WriteError, WriteFailure, Written,
 };
 pub use settings::{
     DedupSettings, InvalidSettings, Ratio, RetrySettings, SettingError, StormSettings, Threshold,
     Ttl,
 };
 pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
-pub use storm::{StoredWindow, StormCounter, StormCounts, WindowStore};
+pub use storm::{Counting, StoredWindow, StormCounter, StormCounts, WindowStore};
 pub use time::{Clock, Timestamp};
 
 #[cfg(feature = "mocks")]

@@ -137,25 +137,79 @@ pub enum Written {
     Updated,
 }
 
-/// Why a write failed, in terms the retry policy can classify.
+/// Why a write failed, in the gateway's terms: what happened, not how the sink said it. Adapters
+/// translate their own errors (HTTP statuses, `io::ErrorKind`s) at their edge; the retry domain
+/// (`gateway_retry::classify`) and the metrics read these and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteFailure {
-    /// The API answered with this HTTP status.
-    Status {
-        /// The HTTP status code.
-        code: u16,
-        /// The server's `Retry-After`, if it sent one.
+    /// The named resource does not exist (or the place it would live in does not: a namespace).
+    NotFound,
+    /// A resource with this name exists already.
+    AlreadyExists,
+    /// The resource changed while it was being written (another writer came first): read it
+    /// again and retry.
+    Conflict,
+    /// The sink asks the gateway to slow down.
+    Throttled {
+        /// How long the sink asked the gateway to wait, if it said.
         retry_after: Option<Duration>,
     },
-    /// No answer in time.
-    Timeout,
-    /// The connection could not be made or broke.
-    Connection,
-    /// A local sink failed (a file system, say); `retryable` says whether trying again can help.
-    Local {
-        /// Whether another attempt may succeed.
-        retryable: bool,
+    /// The sink cannot serve now (an API server error, a full disk) but may later.
+    Unavailable {
+        /// How long the sink asked the gateway to wait, if it said.
+        retry_after: Option<Duration>,
     },
+    /// No answer within the sink's timeout (or the write deadline).
+    Timeout,
+    /// The sink could not be reached, or the connection broke.
+    Connection,
+    /// The sink refuses this write and would refuse it again.
+    Rejected {
+        /// Why.
+        reason: Rejection,
+    },
+}
+
+/// Why a sink refuses a write for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The resource itself is not acceptable (schema, name, size).
+    Invalid,
+    /// The sink does not know who the gateway is.
+    Unauthorized,
+    /// The gateway may not write there.
+    Forbidden,
+    /// The sink does not serve this kind of write (the CRD is not installed, a method it lacks).
+    Unsupported,
+}
+
+impl WriteFailure {
+    /// The metric label and log word: `not_found`, `already_exists`, `conflict`, `throttled`,
+    /// `unavailable`, `timeout`, `connection`, `rejected`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WriteFailure::NotFound => "not_found",
+            WriteFailure::AlreadyExists => "already_exists",
+            WriteFailure::Conflict => "conflict",
+            WriteFailure::Throttled { .. } => "throttled",
+            WriteFailure::Unavailable { .. } => "unavailable",
+            WriteFailure::Timeout => "timeout",
+            WriteFailure::Connection => "connection",
+            WriteFailure::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// Every label [`WriteFailure::as_str`] gives, so that metric series exist from the start.
+    pub const LABELS: [&'static str; 8] = [
+        "not_found",
+        "already_exists",
+        "conflict",
+        "throttled",
+        "unavailable",
+        "timeout",
+        "connection",
+        "rejected",
+    ];
 }
 
 /// A failed write.
@@ -193,9 +247,10 @@ impl WriteError {
 /// - [`RemediationWriter::update`] replaces the spec and labels of the named resource, creating it
 ///   when it is missing (`Ok(Written::Created)`);
 /// - [`RemediationWriter::record_occurrences`] sets the occurrence count and last occurrence of
-///   an existing resource (`Ok(Written::Updated)`); a missing one is a 404 failure, never created
-///   (there is nothing to count on);
-/// - failures are reported as [`WriteFailure`] so the caller can tell transient from permanent.
+///   an existing resource (`Ok(Written::Updated)`); a missing one fails with
+///   [`WriteFailure::NotFound`], never created (there is nothing to count on);
+/// - failures are reported as [`WriteFailure`]s, in the gateway's terms: the adapter translates
+///   its sink's errors, so the caller can tell transient from permanent without knowing the sink.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait RemediationWriter: Send + Sync {

@@ -17,12 +17,28 @@ pub struct StormCounts {
     pub distinct_resources: u64,
 }
 
+/// What a [`StormCounter`] counts over. The storm domain chooses it (`gateway_storm::COUNTING`);
+/// adapters take it as given, so no adapter copies a domain constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counting {
+    /// Signals younger than this count towards the rate.
+    pub rate_window: Duration,
+    /// Resources hit more recently than this count as distinct resources.
+    pub pattern_window: Duration,
+    /// The most signals, and the most distinct resources, kept per alert name: the oldest go
+    /// first. It bounds memory during a huge storm; a threshold at or above it is never exceeded.
+    pub max_tracked: u32,
+}
+
 /// Counts signals per alert name where every replica sees them, so a threshold means the same
 /// with one replica or five.
 ///
-/// Contract: [`StormCounter::count`] adds the signal and returns the counts with it, in one
-/// atomic step; a signal exactly `rate_window` (or `pattern_window`) old no longer counts; the
-/// state of an alert name that goes quiet expires after `pattern_window`.
+/// Contract (checked by the conformance suite in the tests crate, for every adapter):
+/// [`StormCounter::count`] adds the signal and returns the counts with it, in one atomic step;
+/// a signal exactly `rate_window` old no longer counts for the rate, a resource last hit exactly
+/// `pattern_window` ago no longer counts as hit; alert names are counted apart; at most
+/// `max_tracked` signals and resources are kept per alert name; the state of an alert name that
+/// goes quiet is dropped after `pattern_window`.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait StormCounter: Send + Sync {
@@ -32,8 +48,7 @@ pub trait StormCounter: Send + Sync {
         alert_name: &str,
         resource: &ResourceRef,
         now: Timestamp,
-        rate_window: Duration,
-        pattern_window: Duration,
+        counting: Counting,
     ) -> Result<StormCounts, StoreError>;
 }
 

@@ -12,8 +12,8 @@ use gateway_adapter_file_config::WatchOptions;
 use gateway_adapter_kube::{API_CALLS, KubeWriter};
 use gateway_ports::remediation::{DeduplicationInfo, RemediationRequestSpec};
 use gateway_ports::{
-    Fingerprint, RemediationRequest, RemediationWriter, ResourceRef, Severity, Timestamp,
-    WriteFailure, Written,
+    Fingerprint, Rejection, RemediationRequest, RemediationWriter, ResourceRef, Severity,
+    Timestamp, WriteFailure, Written,
 };
 use gateway_tests::apiserver::{ApiServer, Fault, Filter, Resource};
 use gateway_tests::kubelet::KubeletDir;
@@ -239,9 +239,9 @@ async fn transient_api_failures_are_retried_until_created() {
                 retry_after_secs: 0,
             },
         ),
-        ("server_error", Fault::Status(500)),
-        ("server_error", Fault::Status(503)),
-        ("server_error", Fault::Status(504)),
+        ("unavailable", Fault::Status(500)),
+        ("unavailable", Fault::Status(503)),
+        ("unavailable", Fault::Status(504)),
         ("connection", Fault::Drop),
         ("timeout", Fault::Slow(Duration::from_millis(2500))),
     ];
@@ -483,32 +483,36 @@ async fn the_writer_classifies_each_failure_for_the_retry_policy() {
             Fault::TooManyRequests {
                 retry_after_secs: 7,
             },
-            WriteFailure::Status {
-                code: 429,
+            WriteFailure::Throttled {
                 retry_after: Some(Duration::from_secs(7)),
             },
         ),
         (
             Fault::Status(500),
-            WriteFailure::Status {
-                code: 500,
-                retry_after: None,
-            },
+            WriteFailure::Unavailable { retry_after: None },
         ),
         (
             Fault::Status(503),
-            WriteFailure::Status {
-                code: 503,
-                retry_after: None,
-            },
+            WriteFailure::Unavailable { retry_after: None },
         ),
         (
             Fault::Status(504),
-            WriteFailure::Status {
-                code: 504,
-                retry_after: None,
+            WriteFailure::Unavailable { retry_after: None },
+        ),
+        (Fault::Status(409), WriteFailure::Conflict),
+        (
+            Fault::Status(403),
+            WriteFailure::Rejected {
+                reason: Rejection::Forbidden,
             },
         ),
+        (
+            Fault::Status(401),
+            WriteFailure::Rejected {
+                reason: Rejection::Unauthorized,
+            },
+        ),
+        (Fault::Status(404), WriteFailure::NotFound),
         (Fault::Drop, WriteFailure::Connection),
         (Fault::Slow(Duration::from_secs(2)), WriteFailure::Timeout),
     ];
@@ -526,7 +530,10 @@ async fn the_writer_classifies_each_failure_for_the_retry_policy() {
     invalid.spec.signal_name = String::new();
     let error = writer.create(&invalid).await.unwrap_err();
     assert!(
-        matches!(error.failure, WriteFailure::Status { code: 422, .. }),
+        error.failure
+            == WriteFailure::Rejected {
+                reason: Rejection::Invalid
+            },
         "{error}"
     );
     assert!(error.message.contains("signalName"), "{error}");

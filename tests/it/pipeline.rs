@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use gateway_adapter_memory::StaticConfigSource;
-use gateway_ports::WriteFailure;
 use gateway_ports::settings::{RawRetrySettings, RawStormSettings};
+use gateway_ports::{Rejection, WriteFailure};
 use gateway_tests::{SAMPLE_WEBHOOK, TestGateway, alert, webhook};
 use serde_json::Value;
 
@@ -247,13 +247,8 @@ async fn a_lowered_threshold_applies_without_restart() {
 #[tokio::test]
 async fn a_transient_write_failure_is_retried_within_the_request() {
     let gw = TestGateway::with_config(fast_retries());
-    gw.faults.fail_next(
-        2,
-        WriteFailure::Status {
-            code: 503,
-            retry_after: None,
-        },
-    );
+    gw.faults
+        .fail_next(2, WriteFailure::Unavailable { retry_after: None });
     let answer = post_json(
         gw.router(),
         PROM,
@@ -297,9 +292,8 @@ async fn a_permanent_write_failure_is_not_retried() {
     let gw = TestGateway::with_config(fast_retries());
     gw.faults.fail_next(
         1,
-        WriteFailure::Status {
-            code: 422,
-            retry_after: None,
+        WriteFailure::Rejected {
+            reason: Rejection::Invalid,
         },
     );
     let answer = post_json(

@@ -417,7 +417,7 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_counts_in_redis_follow_the_windows_of_the_domain() {
     use gateway_ports::{ResourceRef, StormCounter, StormCounts};
-    use gateway_storm::{PATTERN_WINDOW, RATE_WINDOW};
+    use gateway_storm::COUNTING;
 
     let redis = TestRedis::start().await;
     let store = connected(&redis.url).await;
@@ -429,12 +429,7 @@ async fn storm_counts_in_redis_follow_the_windows_of_the_domain() {
     let t0 = Timestamp::from_secs(1_764_090_000);
     let count = |resource: ResourceRef, at: Timestamp| {
         let store = &store;
-        async move {
-            store
-                .count("Disk", &resource, at, RATE_WINDOW, PATTERN_WINDOW)
-                .await
-                .unwrap()
-        }
+        async move { store.count("Disk", &resource, at, COUNTING).await.unwrap() }
     };
     assert_eq!(
         count(pod("a"), t0).await,
@@ -476,7 +471,7 @@ async fn storm_counts_in_redis_follow_the_windows_of_the_domain() {
     );
     // Another alert name is counted apart.
     let other = store
-        .count("Other", &pod("a"), late, RATE_WINDOW, PATTERN_WINDOW)
+        .count("Other", &pod("a"), late, COUNTING)
         .await
         .unwrap();
     assert_eq!(

@@ -130,10 +130,7 @@ impl FaultyWriter {
         FaultyWriter {
             inner,
             failures_left: AtomicU32::new(0),
-            failure: std::sync::Mutex::new(WriteFailure::Status {
-                code: 503,
-                retry_after: None,
-            }),
+            failure: std::sync::Mutex::new(WriteFailure::Unavailable { retry_after: None }),
             delay_ms: AtomicU32::new(0),
         }
     }

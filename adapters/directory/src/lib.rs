@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use gateway_ports::remediation::{DeduplicationInfo, Occurrences, RemediationRequestSpec};
-use gateway_ports::{RemediationRequest, RemediationWriter, WriteError, WriteFailure, Written};
+use gateway_ports::{
+    Rejection, RemediationRequest, RemediationWriter, WriteError, WriteFailure, Written,
+};
 use serde::{Deserialize, Serialize};
 
 /// The CRD's group and version.
@@ -62,15 +64,22 @@ struct Metadata<'a> {
     labels: &'a std::collections::BTreeMap<String, String>,
 }
 
+/// The gateway's word for a file-system error: refusals that another attempt would meet again
+/// are rejections; anything else (a full disk, an interrupted call) may pass.
 fn io_failure(action: &str, path: &Path, e: io::Error) -> WriteError {
-    let retryable = !matches!(
-        e.kind(),
-        io::ErrorKind::PermissionDenied
-            | io::ErrorKind::ReadOnlyFilesystem
-            | io::ErrorKind::InvalidInput
-    );
+    let failure = match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            WriteFailure::Rejected {
+                reason: Rejection::Forbidden,
+            }
+        }
+        io::ErrorKind::InvalidInput => WriteFailure::Rejected {
+            reason: Rejection::Invalid,
+        },
+        _ => WriteFailure::Unavailable { retry_after: None },
+    };
     WriteError {
-        failure: WriteFailure::Local { retryable },
+        failure,
         message: format!("{action} {}: {e}", path.display()),
         source: Some(Box::new(e)),
     }
@@ -112,7 +121,9 @@ impl DirectoryWriter {
             spec: &request.spec,
         };
         serde_norway::to_string(&doc).map_err(|e| WriteError {
-            failure: WriteFailure::Local { retryable: false },
+            failure: WriteFailure::Rejected {
+                reason: Rejection::Invalid,
+            },
             message: format!("cannot render {} as YAML: {e}", request.name),
             source: Some(Box::new(e)),
         })
@@ -130,7 +141,9 @@ impl DirectoryWriter {
             Ok(())
         } else {
             Err(WriteError::new(
-                WriteFailure::Local { retryable: false },
+                WriteFailure::Rejected {
+                    reason: Rejection::Invalid,
+                },
                 format!("invalid resource name {name:?}"),
             ))
         }
@@ -162,17 +175,16 @@ impl DirectoryWriter {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(WriteError::new(
-                    WriteFailure::Status {
-                        code: 404,
-                        retry_after: None,
-                    },
+                    WriteFailure::NotFound,
                     format!("{} does not exist", path.display()),
                 ));
             }
             Err(e) => return Err(io_failure("read", &path, e)),
         };
         let stored: Stored = serde_norway::from_str(&text).map_err(|e| WriteError {
-            failure: WriteFailure::Local { retryable: false },
+            failure: WriteFailure::Rejected {
+                reason: Rejection::Invalid,
+            },
             message: format!("cannot read {} back: {e}", path.display()),
             source: Some(Box::new(e)),
         })?;
@@ -219,7 +231,7 @@ impl DirectoryWriter {
             .await
             .map_err(|e| {
                 WriteError::new(
-                    WriteFailure::Local { retryable: true },
+                    WriteFailure::Unavailable { retry_after: None },
                     format!("writer task failed: {e}"),
                 )
             })?
@@ -287,7 +299,9 @@ impl RemediationWriter for DirectoryWriter {
             Ok(())
         } else {
             Err(WriteError::new(
-                WriteFailure::Local { retryable: false },
+                WriteFailure::Rejected {
+                    reason: Rejection::Forbidden,
+                },
                 format!("{} is not a writable directory", dir.display()),
             ))
         }
@@ -400,10 +414,7 @@ mod tests {
             occurrence_count: count,
         };
         let missing = w.record_occurrences(&occurrences(4)).await.unwrap_err();
-        assert!(matches!(
-            missing.failure,
-            WriteFailure::Status { code: 404, .. }
-        ));
+        assert!(matches!(missing.failure, WriteFailure::NotFound));
         assert!(!w.path_of("rr-3").exists());
         w.create(&request("rr-3", 1)).await.unwrap();
         assert_eq!(
@@ -427,7 +438,9 @@ mod tests {
             let err = w.create(&request(bad, 1)).await.unwrap_err();
             assert_eq!(
                 err.failure,
-                WriteFailure::Local { retryable: false },
+                WriteFailure::Rejected {
+                    reason: Rejection::Invalid,
+                },
                 "{bad}"
             );
         }

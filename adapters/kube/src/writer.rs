@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use gateway_ports::remediation::Occurrences;
 use gateway_ports::{
-    RemediationRequest as PortRequest, RemediationWriter, WriteError, WriteFailure, Written,
+    Rejection, RemediationRequest as PortRequest, RemediationWriter, WriteError, WriteFailure,
+    Written,
 };
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Config};
@@ -159,11 +160,13 @@ impl KubeWriter {
         if let Some(observer) = &self.observer {
             let code = match &result {
                 Ok(_) => "2xx".to_owned(),
-                Err(e) => match e.failure {
-                    WriteFailure::Status { code, .. } => code.to_string(),
-                    WriteFailure::Timeout => "timeout".to_owned(),
-                    WriteFailure::Connection => "connection".to_owned(),
-                    WriteFailure::Local { .. } => "local".to_owned(),
+                Err(e) => match e
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.downcast_ref::<kube::Error>())
+                {
+                    Some(kube::Error::Api(status)) => status.code.to_string(),
+                    _ => e.failure.as_str().to_owned(),
                 },
             };
             observer(&ApiCallRecord {
@@ -241,7 +244,9 @@ impl KubeWriter {
                 .merge_patch(namespace, name, "count an occurrence on", &patch)
                 .await;
             match patched {
-                Err(e) if is_status(&e, 409) && attempt < CONFLICT_ATTEMPTS => {
+                Err(e)
+                    if failed_with(&e, WriteFailure::Conflict) && attempt < CONFLICT_ATTEMPTS =>
+                {
                     tracing::debug!(%namespace, %name, attempt, "RemediationRequest changed while counting an occurrence: reading it again");
                 }
                 other => return other,
@@ -250,28 +255,47 @@ impl KubeWriter {
     }
 }
 
-fn is_status(e: &WriteError, expected: u16) -> bool {
-    matches!(e.failure, WriteFailure::Status { code, .. } if code == expected)
+fn failed_with(e: &WriteError, expected: WriteFailure) -> bool {
+    e.failure == expected
 }
 
-/// Maps a kube error to the port's classification.
+/// The gateway's word for an API status: the one place HTTP codes are read.
+fn failure_of(status: &kube::core::Status) -> WriteFailure {
+    let retry_after = status
+        .details
+        .as_ref()
+        .map(|d| d.retry_after_seconds)
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(u64::from(s)));
+    let rejected = |reason| WriteFailure::Rejected { reason };
+    match status.code {
+        404 | 410 => WriteFailure::NotFound,
+        // The API says which: a create meets `AlreadyExists`, a guarded patch `Conflict`.
+        409 if status.reason == "AlreadyExists" => WriteFailure::AlreadyExists,
+        409 => WriteFailure::Conflict,
+        429 => WriteFailure::Throttled { retry_after },
+        500 | 502 | 503 | 504 => WriteFailure::Unavailable { retry_after },
+        408 => WriteFailure::Timeout,
+        401 => rejected(Rejection::Unauthorized),
+        403 => rejected(Rejection::Forbidden),
+        400 | 413 | 422 => rejected(Rejection::Invalid),
+        // 405, 406, 415, 501, 505 and anything unexpected: this API will not do it.
+        _ => rejected(Rejection::Unsupported),
+    }
+}
+
+/// Maps a kube error to the port's vocabulary.
 fn map_error(what: &str, e: kube::Error) -> WriteError {
     let failure = match &e {
-        kube::Error::Api(status) => WriteFailure::Status {
-            code: status.code,
-            retry_after: status
-                .details
-                .as_ref()
-                .map(|d| d.retry_after_seconds)
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(u64::from(s))),
-        },
+        kube::Error::Api(status) => failure_of(status),
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
             WriteFailure::Connection
         }
         // A response we could not read is a broken exchange: worth another attempt.
         kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => WriteFailure::Connection,
-        _ => WriteFailure::Local { retryable: false },
+        _ => WriteFailure::Rejected {
+            reason: Rejection::Unsupported,
+        },
     };
     let detail = match &e {
         kube::Error::Api(status) => {
@@ -288,7 +312,9 @@ fn map_error(what: &str, e: kube::Error) -> WriteError {
 
 fn shape_error(e: crd::ShapeError) -> WriteError {
     WriteError {
-        failure: WriteFailure::Local { retryable: false },
+        failure: WriteFailure::Rejected {
+            reason: Rejection::Invalid,
+        },
         message: e.to_string(),
         source: Some(Box::new(e)),
     }
@@ -303,7 +329,7 @@ impl RemediationWriter for KubeWriter {
             .await
         {
             Ok(()) => Ok(Written::Created),
-            Err(e) if is_status(&e, 409) => {
+            Err(e) if failed_with(&e, WriteFailure::AlreadyExists) => {
                 // AlreadyExists: the work is there (a retry whose first attempt landed, another
                 // replica). It is the result; this occurrence is counted on it.
                 if let Err(count) = self.count_occurrence(request).await {
@@ -325,16 +351,18 @@ impl RemediationWriter for KubeWriter {
         let what = "patch";
         match self.merge_patch(namespace, name, what, &patch).await {
             Ok(_) => Ok(Written::Updated),
-            Err(e) if is_status(&e, 404) => match self.post(&resource, namespace, name).await {
-                Ok(()) => Ok(Written::Created),
-                // Created in between (another replica): ours is the newer content, patch it in.
-                // (A 409 must not reach the retry policy, which takes it for "done".)
-                Err(e) if is_status(&e, 409) => self
-                    .merge_patch(namespace, name, what, &patch)
-                    .await
-                    .map(|()| Written::Updated),
-                Err(e) => Err(e),
-            },
+            Err(e) if failed_with(&e, WriteFailure::NotFound) => {
+                match self.post(&resource, namespace, name).await {
+                    Ok(()) => Ok(Written::Created),
+                    // Created in between (another replica): ours is the newer content, patch it in.
+                    // (AlreadyExists must not reach the retry policy, which takes it for "done".)
+                    Err(e) if failed_with(&e, WriteFailure::AlreadyExists) => self
+                        .merge_patch(namespace, name, what, &patch)
+                        .await
+                        .map(|()| Written::Updated),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -365,9 +393,8 @@ impl RemediationWriter for KubeWriter {
             Ok(())
         } else {
             Err(WriteError::new(
-                WriteFailure::Status {
-                    code: 404,
-                    retry_after: None,
+                WriteFailure::Rejected {
+                    reason: Rejection::Unsupported,
                 },
                 format!(
                     "the API serves {group_version} but not {}: is the CRD installed?",

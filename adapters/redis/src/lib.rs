@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gateway_ports::{
-    DedupStore, Fingerprint, ResourceRef, Seen, StoreError, StoredWindow, StormCounter,
+    Counting, DedupStore, Fingerprint, ResourceRef, Seen, StoreError, StoredWindow, StormCounter,
     StormCounts, Timestamp, WindowStore,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -139,18 +139,22 @@ impl Health {
 
 /// The script that records one storm signal and counts: `{rate, distinct_resources}`.
 /// KEYS: the alert name's signal log and resource set (one hash tag). ARGV: now (ms), rate window
-/// (ms), pattern window (ms), resource, a member unique to this signal.
+/// (ms), pattern window (ms), resource, a member unique to this signal, the most entries kept.
 const STORM: &str = r"
 local now = tonumber(ARGV[1])
 local rate_window = tonumber(ARGV[2])
 local pattern_window = tonumber(ARGV[3])
+local max_tracked = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[1], now, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - rate_window)
-if redis.call('ZCARD', KEYS[1]) > 10000 then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -10001)
+if redis.call('ZCARD', KEYS[1]) > max_tracked then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -max_tracked - 1)
 end
 redis.call('ZADD', KEYS[2], now, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - pattern_window)
+if redis.call('ZCARD', KEYS[2]) > max_tracked then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -max_tracked - 1)
+end
 redis.call('PEXPIRE', KEYS[1], rate_window)
 redis.call('PEXPIRE', KEYS[2], pattern_window)
 return {redis.call('ZCOUNT', KEYS[1], '(' .. (now - rate_window), '+inf'), redis.call('ZCARD', KEYS[2])}
@@ -438,8 +442,7 @@ impl StormCounter for RedisStore {
         alert_name: &str,
         resource: &ResourceRef,
         now: Timestamp,
-        rate_window: Duration,
-        pattern_window: Duration,
+        counting: Counting,
     ) -> Result<StormCounts, StoreError> {
         let mut manager = self.manager()?;
         let tag = format!("{}:storm:{{{alert_name}}}", self.options.key_prefix);
@@ -455,13 +458,14 @@ impl StormCounter for RedisStore {
         invocation
             .key(format!("{tag}:resources"))
             .arg(now.as_millis())
-            .arg(millis(rate_window))
-            .arg(millis(pattern_window))
+            .arg(millis(counting.rate_window))
+            .arg(millis(counting.pattern_window))
             .arg(format!(
                 "{}/{}/{}",
                 resource.namespace, resource.kind, resource.name
             ))
-            .arg(member);
+            .arg(member)
+            .arg(counting.max_tracked.max(1));
         let (rate, distinct_resources): (u64, u64) = self
             .timed(
                 "counting a storm signal",

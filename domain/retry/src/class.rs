@@ -1,4 +1,5 @@
-//! Sorting write failures into transient, permanent and "already there".
+//! Sorting write failures into transient, permanent and "already there": the one classification
+//! the retry policy and the metrics share.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use gateway_ports::WriteFailure;
 pub enum Class {
     /// Another attempt may succeed.
     Retryable {
-        /// How long the server asked us to wait, if it said.
+        /// How long the sink asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
     /// Another attempt would fail the same way.
@@ -18,98 +19,107 @@ pub enum Class {
     AlreadyExists,
 }
 
+impl Class {
+    /// The metric label: `retryable`, `permanent` or `already_exists`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Class::Retryable { .. } => "retryable",
+            Class::Permanent => "permanent",
+            Class::AlreadyExists => "already_exists",
+        }
+    }
+}
+
 /// Classifies one failed write.
 ///
-/// HTTP 429, 500, 502, 503 and 504, timeouts and connection failures are retryable (keeping the
-/// server's `Retry-After`); 409 is [`Class::AlreadyExists`]; every other status is permanent; a
-/// local sink's failure is retryable exactly when it says so.
+/// Throttling, unavailability, timeouts, broken connections and lost races (`Conflict`: read
+/// again and write) are retryable, keeping the sink's `Retry-After`; `AlreadyExists` is done; a
+/// missing resource or a rejection is permanent.
 pub fn classify(failure: &WriteFailure) -> Class {
     match *failure {
-        WriteFailure::Status { code, retry_after } => match code {
-            429 | 500 | 502 | 503 | 504 => Class::Retryable { retry_after },
-            409 => Class::AlreadyExists,
-            // Includes 501 and 505: a server that cannot do the request now will not do it later.
-            _ => Class::Permanent,
-        },
-        WriteFailure::Timeout | WriteFailure::Connection => Class::Retryable { retry_after: None },
-        WriteFailure::Local { retryable: true } => Class::Retryable { retry_after: None },
-        WriteFailure::Local { retryable: false } => Class::Permanent,
+        WriteFailure::Throttled { retry_after } | WriteFailure::Unavailable { retry_after } => {
+            Class::Retryable { retry_after }
+        }
+        WriteFailure::Timeout | WriteFailure::Connection | WriteFailure::Conflict => {
+            Class::Retryable { retry_after: None }
+        }
+        WriteFailure::AlreadyExists => Class::AlreadyExists,
+        WriteFailure::NotFound | WriteFailure::Rejected { .. } => Class::Permanent,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use gateway_ports::Rejection;
+
     use super::*;
 
-    fn status(code: u16) -> WriteFailure {
-        WriteFailure::Status {
-            code,
-            retry_after: None,
-        }
-    }
+    const SECS_2: Option<Duration> = Some(Duration::from_secs(2));
 
     #[test]
-    fn throttling_and_server_errors_are_retryable() {
-        for code in [429, 500, 502, 503, 504] {
-            assert_eq!(
-                classify(&status(code)),
-                Class::Retryable { retry_after: None },
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_retryable_status_keeps_the_servers_retry_after() {
-        let failure = WriteFailure::Status {
-            code: 429,
-            retry_after: Some(Duration::from_secs(2)),
-        };
-        assert_eq!(
-            classify(&failure),
-            Class::Retryable {
-                retry_after: Some(Duration::from_secs(2))
+    fn throttling_and_unavailability_are_retryable_with_the_sinks_wait() {
+        for retry_after in [None, SECS_2] {
+            for failure in [
+                WriteFailure::Throttled { retry_after },
+                WriteFailure::Unavailable { retry_after },
+            ] {
+                assert_eq!(
+                    classify(&failure),
+                    Class::Retryable { retry_after },
+                    "{failure:?}"
+                );
             }
-        );
+        }
     }
 
     #[test]
-    fn timeouts_and_connection_failures_are_retryable() {
-        for failure in [WriteFailure::Timeout, WriteFailure::Connection] {
+    fn timeouts_connection_failures_and_lost_races_are_retryable() {
+        for failure in [
+            WriteFailure::Timeout,
+            WriteFailure::Connection,
+            WriteFailure::Conflict,
+        ] {
             assert_eq!(classify(&failure), Class::Retryable { retry_after: None });
         }
     }
 
     #[test]
-    fn conflict_means_the_resource_already_exists() {
-        assert_eq!(classify(&status(409)), Class::AlreadyExists);
+    fn already_exists_means_the_work_is_done() {
+        assert_eq!(classify(&WriteFailure::AlreadyExists), Class::AlreadyExists);
     }
 
     #[test]
-    fn client_errors_and_unknown_statuses_are_permanent() {
-        for code in [400, 401, 403, 404, 422, 408, 501, 505, 599, 200, 0] {
-            assert_eq!(classify(&status(code)), Class::Permanent, "{code}");
+    fn missing_resources_and_rejections_are_permanent() {
+        assert_eq!(classify(&WriteFailure::NotFound), Class::Permanent);
+        for reason in [
+            Rejection::Invalid,
+            Rejection::Unauthorized,
+            Rejection::Forbidden,
+            Rejection::Unsupported,
+        ] {
+            assert_eq!(
+                classify(&WriteFailure::Rejected { reason }),
+                Class::Permanent,
+                "{reason:?}"
+            );
         }
     }
 
     #[test]
-    fn a_permanent_status_ignores_retry_after() {
-        let failure = WriteFailure::Status {
-            code: 400,
-            retry_after: Some(Duration::from_secs(1)),
-        };
-        assert_eq!(classify(&failure), Class::Permanent);
-    }
-
-    #[test]
-    fn a_local_failure_is_retryable_exactly_when_it_says_so() {
-        assert_eq!(
-            classify(&WriteFailure::Local { retryable: true }),
-            Class::Retryable { retry_after: None }
-        );
-        assert_eq!(
-            classify(&WriteFailure::Local { retryable: false }),
-            Class::Permanent
-        );
+    fn every_failure_has_a_label_of_its_own() {
+        let all = [
+            WriteFailure::NotFound,
+            WriteFailure::AlreadyExists,
+            WriteFailure::Conflict,
+            WriteFailure::Throttled { retry_after: None },
+            WriteFailure::Unavailable { retry_after: None },
+            WriteFailure::Timeout,
+            WriteFailure::Connection,
+            WriteFailure::Rejected {
+                reason: Rejection::Invalid,
+            },
+        ];
+        let labels: Vec<&str> = all.iter().map(|f| f.as_str()).collect();
+        assert_eq!(labels, WriteFailure::LABELS);
     }
 }

@@ -1,9 +1,10 @@
 //! The retry policy for RemediationRequest writes: which failures are worth another attempt, and
 //! how long to wait before it.
 //!
-//! - [`classify`] sorts a [`WriteFailure`](gateway_ports::WriteFailure): throttling, server errors,
-//!   timeouts and broken connections are transient; `409 Conflict` means the resource already
-//!   exists, which is success; every other answer is permanent.
+//! - [`classify`] sorts a [`WriteFailure`](gateway_ports::WriteFailure): throttling,
+//!   unavailability, timeouts, broken connections and lost races are transient; `AlreadyExists`
+//!   means the work is there, which is success; a missing resource or a rejection is permanent.
+//!   The metrics label failed attempts by the same classification.
 //! - Before retry *n* the wait is `initial_backoff · 2^(n-1)`, capped at `max_backoff`
 //!   ([`base_delay`]), with "equal jitter" ([`equal_jitter`]): half of it fixed, half random, so
 //!   gateway replicas that failed together do not retry together, yet no wait shrinks below half.

@@ -155,7 +155,7 @@ impl RetryState {
 mod tests {
     use std::sync::Arc;
 
-    use gateway_ports::{ConfigSource, MockConfigSource};
+    use gateway_ports::{ConfigSource, MockConfigSource, Rejection};
     use mockall::Sequence;
     use proptest::prelude::*;
 
@@ -179,10 +179,7 @@ mod tests {
         }
     }
 
-    const UNAVAILABLE: WriteFailure = WriteFailure::Status {
-        code: 503,
-        retry_after: None,
-    };
+    const UNAVAILABLE: WriteFailure = WriteFailure::Unavailable { retry_after: None };
 
     fn ms(n: u64) -> RetryDecision {
         RetryDecision::RetryAfter(Duration::from_millis(n))
@@ -210,9 +207,8 @@ mod tests {
         );
         // A permanent failure stays permanent whatever the budget.
         let mut state = RetryState::new();
-        let forbidden = WriteFailure::Status {
-            code: 403,
-            retry_after: None,
+        let forbidden = WriteFailure::Rejected {
+            reason: Rejection::Forbidden,
         };
         assert_eq!(
             state.on_failure_within(&forbidden, &settings, &mut jitter, &budget(0)),
@@ -236,26 +232,14 @@ mod tests {
     fn every_retryable_kind_of_failure_is_retried() {
         let s = settings(2, 100, 5_000);
         for failure in [
-            WriteFailure::Status {
-                code: 429,
-                retry_after: None,
-            },
-            WriteFailure::Status {
-                code: 500,
-                retry_after: None,
-            },
-            WriteFailure::Status {
-                code: 502,
-                retry_after: None,
-            },
+            WriteFailure::Throttled { retry_after: None },
+            WriteFailure::Unavailable { retry_after: None },
+            WriteFailure::Unavailable { retry_after: None },
             UNAVAILABLE,
-            WriteFailure::Status {
-                code: 504,
-                retry_after: None,
-            },
+            WriteFailure::Unavailable { retry_after: None },
             WriteFailure::Timeout,
             WriteFailure::Connection,
-            WriteFailure::Local { retryable: true },
+            WriteFailure::Conflict,
         ] {
             let decision = RetryState::new().on_failure(&failure, &s, &mut FixedJitter(1.0));
             assert_eq!(decision, ms(100), "{failure:?}");
@@ -263,27 +247,21 @@ mod tests {
     }
 
     #[test]
-    fn conflict_ends_the_write_as_done_not_as_an_error() {
+    fn already_exists_ends_the_write_as_done_not_as_an_error() {
         let mut state = RetryState::new();
-        let conflict = WriteFailure::Status {
-            code: 409,
-            retry_after: None,
-        };
-        let decision = state.on_failure(&conflict, &settings(3, 100, 5_000), &mut FixedJitter(0.5));
+        let exists = WriteFailure::AlreadyExists;
+        let decision = state.on_failure(&exists, &settings(3, 100, 5_000), &mut FixedJitter(0.5));
         assert_eq!(decision, RetryDecision::AlreadyDone);
     }
 
     #[test]
-    fn conflict_is_done_even_on_the_last_allowed_attempt() {
+    fn already_exists_is_done_even_on_the_last_allowed_attempt() {
         let s = settings(2, 100, 5_000);
         let mut state = RetryState::new();
-        let conflict = WriteFailure::Status {
-            code: 409,
-            retry_after: None,
-        };
+        let exists = WriteFailure::AlreadyExists;
         state.on_failure(&UNAVAILABLE, &s, &mut FixedJitter(0.5));
         assert_eq!(
-            state.on_failure(&conflict, &s, &mut FixedJitter(0.5)),
+            state.on_failure(&exists, &s, &mut FixedJitter(0.5)),
             RetryDecision::AlreadyDone
         );
     }
@@ -291,27 +269,19 @@ mod tests {
     #[test]
     fn a_permanent_failure_gives_up_at_once() {
         for failure in [
-            WriteFailure::Status {
-                code: 400,
-                retry_after: None,
+            WriteFailure::Rejected {
+                reason: Rejection::Invalid,
             },
-            WriteFailure::Status {
-                code: 401,
-                retry_after: None,
+            WriteFailure::Rejected {
+                reason: Rejection::Unauthorized,
             },
-            WriteFailure::Status {
-                code: 403,
-                retry_after: None,
+            WriteFailure::Rejected {
+                reason: Rejection::Forbidden,
             },
-            WriteFailure::Status {
-                code: 404,
-                retry_after: None,
+            WriteFailure::NotFound,
+            WriteFailure::Rejected {
+                reason: Rejection::Unsupported,
             },
-            WriteFailure::Status {
-                code: 422,
-                retry_after: None,
-            },
-            WriteFailure::Local { retryable: false },
         ] {
             let mut state = RetryState::new();
             let decision =
@@ -359,8 +329,7 @@ mod tests {
 
     #[test]
     fn retry_after_replaces_the_backoff_without_jitter() {
-        let throttled = WriteFailure::Status {
-            code: 429,
+        let throttled = WriteFailure::Throttled {
             retry_after: Some(Duration::from_secs(2)),
         };
         let mut state = RetryState::new();
@@ -372,8 +341,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_capped_at_max_backoff() {
-        let throttled = WriteFailure::Status {
-            code: 503,
+        let throttled = WriteFailure::Unavailable {
             retry_after: Some(Duration::from_secs(120)),
         };
         let mut state = RetryState::new();
@@ -385,8 +353,7 @@ mod tests {
 
     #[test]
     fn retry_after_does_not_buy_an_attempt_beyond_max_attempts() {
-        let throttled = WriteFailure::Status {
-            code: 429,
+        let throttled = WriteFailure::Throttled {
             retry_after: Some(Duration::from_secs(1)),
         };
         let s = settings(2, 100, 5_000);
@@ -489,10 +456,7 @@ mod tests {
             seed in any::<u64>(),
             retry_after in proptest::option::of(0u64..200_000),
         ) {
-            let failure = WriteFailure::Status {
-                code: 503,
-                retry_after: retry_after.map(Duration::from_millis),
-            };
+            let failure = WriteFailure::Unavailable { retry_after: retry_after.map(Duration::from_millis) };
             let mut state = RetryState::new();
             let mut jitter = SplitMix64::new(seed);
             let mut retries = 0;

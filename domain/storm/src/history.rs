@@ -7,9 +7,8 @@ use gateway_ports::{ResourceRef, StormSettings, Timestamp};
 
 use crate::{PATTERN_WINDOW, RATE_WINDOW, StormType, threshold};
 
-/// Most entries kept per alert name, however recent. It bounds memory during a huge storm; past it
-/// the oldest entries go, so a `rate_threshold` at or above it can never be exceeded.
-const CAP: usize = 10_000;
+/// Most entries kept per alert name, however recent (see [`crate::COUNTING`]).
+const CAP: usize = crate::COUNTING.max_tracked as usize;
 
 /// The recent signals of one alert name, oldest first.
 #[derive(Debug, Default)]

@@ -31,7 +31,9 @@ mod test_support;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use gateway_ports::{ResourceRef, Signal, StormCounts, StormSettings, Threshold, Timestamp};
+use gateway_ports::{
+    Counting, ResourceRef, Signal, StormCounts, StormSettings, Threshold, Timestamp,
+};
 
 pub use detector::StormDetector;
 pub use shared::SharedWindows;
@@ -42,6 +44,15 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// The span over which distinct resources are counted for a pattern storm; also how long an alert
 /// name's history is kept.
 pub const PATTERN_WINDOW: Duration = Duration::from_secs(120);
+
+/// What storm counters count over: the rate and pattern windows, and at most 10,000 signals and
+/// distinct resources per alert name (a bound on memory during a huge storm: a threshold at or
+/// above it can never be exceeded).
+pub const COUNTING: Counting = Counting {
+    rate_window: RATE_WINDOW,
+    pattern_window: PATTERN_WINDOW,
+    max_tracked: 10_000,
+};
 
 /// The most distinct resources one aggregation window stores (at least 1).
 ///
