@@ -17,11 +17,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
 use gateway_ports::{ConfigControl, ConfigKind, ReloadRecord, ReloadResult};
-use gateway_signal::{EventOutcome, PayloadError};
+use gateway_signal::PayloadError;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::pipeline::{AlertOutcome, Gateway, Unrecorded};
+use crate::gateway::{Gateway, Refused};
+use crate::metrics::HttpMethod;
+use crate::outcome::{AlertOutcome, Unrecorded};
 
 /// The default limit on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -101,6 +103,15 @@ impl IntoResponse for Problem {
     }
 }
 
+impl From<Refused> for Problem {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Invalid(e) => Problem::invalid_payload(&e),
+            Refused::Unrecorded(e) => e.into(),
+        }
+    }
+}
+
 impl From<Unrecorded> for Problem {
     fn from(e: Unrecorded) -> Self {
         let mut p = Problem::new(
@@ -149,19 +160,19 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 async fn observe_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     #[allow(clippy::disallowed_methods)] // a latency metric, not a domain decision
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = HttpMethod::of(request.method());
     // The matched route, not the raw path: unknown paths must not grow the label set.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    state
-        .gateway
-        .metrics()
-        .http_request_duration
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    state.gateway.observe_http(
+        method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -259,11 +270,7 @@ async fn prometheus_webhook(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let body = json_body(&headers, body)?;
-    let received = state.gateway.clock().now();
-    let signals = gateway_signal::parse_alertmanager(&body, received)
-        .map_err(|e| Problem::invalid_payload(&e))?;
-    let outcomes = state.gateway.process(signals).await?;
-    Ok(answer(outcomes))
+    Ok(answer(state.gateway.alertmanager(&body).await?))
 }
 
 async fn kubernetes_event(
@@ -272,13 +279,7 @@ async fn kubernetes_event(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let body = json_body(&headers, body)?;
-    let received = state.gateway.clock().now();
-    match gateway_signal::parse_kubernetes_event(&body, received)
-        .map_err(|e| Problem::invalid_payload(&e))?
-    {
-        EventOutcome::Signal(signal) => Ok(answer(state.gateway.process(vec![signal]).await?)),
-        EventOutcome::Ignored { reason } => Ok(answer(vec![state.gateway.ignored(reason)])),
-    }
+    Ok(answer(state.gateway.kubernetes_event(&body).await?))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -302,7 +303,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.gateway.metrics().render(),
+        state.gateway.metrics_text(),
     )
         .into_response()
 }
@@ -324,7 +325,7 @@ fn record_json(record: &ReloadRecord) -> serde_json::Value {
 
 /// `GET /config`: the settings in force per type, their hash, generation and last reload.
 async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let settings = state.gateway.config().snapshot();
+    let settings = state.gateway.settings();
     let statuses = state
         .control
         .as_ref()
@@ -344,7 +345,7 @@ async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
                 "settings": in_force,
                 "origin": status.map(|s| s.origin.as_str()),
                 "hash": status.map(|s| s.hash.as_str()),
-                "generation": state.gateway.config().generation(kind),
+                "generation": state.gateway.generation(kind),
                 "last_reload": status.and_then(|s| s.last_reload.as_ref()).map(record_json),
             }),
         );
@@ -392,7 +393,7 @@ async fn reload(State(state): State<AppState>) -> Result<Response, Problem> {
         failed |= last.is_some_and(|r| matches!(r.result, ReloadResult::Rejected(_)));
         let mut entry = last.map_or_else(|| json!({ "result": "success" }), record_json);
         entry["changed"] = json!(fresh.is_some());
-        entry["generation"] = json!(state.gateway.config().generation(kind));
+        entry["generation"] = json!(state.gateway.generation(kind));
         body.insert(kind.as_str().to_owned(), entry);
     }
     let status = if failed {

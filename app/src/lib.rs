@@ -1,14 +1,21 @@
 //! The Kubernaut alert gateway: the composition root and everything that is not domain logic —
 //! the HTTP server, metrics, the CLI, and the carrying out of the domain's decisions.
 
+pub mod aggregates;
 pub mod cli;
-pub mod coalesce;
+pub mod closing;
 pub mod config_source;
+pub mod gateway;
 pub mod http;
+pub mod intake;
 pub mod metrics;
-pub mod pipeline;
+pub mod occurrences;
+pub mod outcome;
+pub mod pending;
+pub mod readiness;
 pub mod remediation;
 pub mod serve;
+pub mod ticker;
 pub mod writer;
 
 use cli::LogFormat;

@@ -1,216 +1,169 @@
-//! The gateway's Prometheus metrics, in a registry of their own (tests build as many as they like).
+//! The gateway's Prometheus metrics, in a registry of their own (tests build as many as they
+//! like). Callers say what happened (`metrics.unrecorded(NotRecorded::DedupStore)`); every label
+//! value comes from a typed enum, so the label sets are closed and spelled in one place.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use gateway_ports::{ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
+use gateway_ports::{
+    ConfigKind, ConfigStatus, ReloadRecord, ReloadResult, Signal, WriteFailure, Written,
+};
+use gateway_retry::GiveUpReason;
+use gateway_storm::StormType;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Every metric the gateway exports.
+use crate::occurrences::OccurrenceUpdate;
+use crate::outcome::{NotRecorded, Outcome};
+
+/// An HTTP method as a label: the methods the gateway serves, every other one `other`, so a
+/// client cannot grow the label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+    /// `HEAD`
+    Head,
+    /// Any other method.
+    Other,
+}
+
+impl HttpMethod {
+    /// The label of `method`.
+    pub fn of(method: &axum::http::Method) -> Self {
+        match *method {
+            axum::http::Method::GET => HttpMethod::Get,
+            axum::http::Method::POST => HttpMethod::Post,
+            axum::http::Method::HEAD => HttpMethod::Head,
+            _ => HttpMethod::Other,
+        }
+    }
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Other => "other",
+        }
+    }
+}
+
+/// Why a write stopped being retried, as a label: `permanent`, or `exhausted` (attempts or time
+/// used up).
+const fn gave_up_label(reason: GiveUpReason) -> &'static str {
+    match reason {
+        GiveUpReason::Permanent => "permanent",
+        GiveUpReason::Exhausted { .. } | GiveUpReason::OutOfTime { .. } => "exhausted",
+    }
+}
+
+/// Every metric the gateway exports. Cheap to clone: clones share the series.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Signals received, by source and severity.
-    pub signals_received: IntCounterVec,
-    /// Signals found to be duplicates within their TTL window.
-    pub signals_deduplicated: IntCounter,
-    /// Outcomes given to signals (created, duplicate, buffered, aggregated, sampled_out, …).
-    pub signal_outcomes: IntCounterVec,
-    /// Storms detected (aggregation windows opened), by storm type.
-    pub storms_detected: IntCounterVec,
-    /// Storm signals sampled out: counted in their aggregate, resource not listed.
-    pub storm_sampled_out: IntCounter,
-    /// Aggregation windows open now.
-    pub storm_windows_open: IntGauge,
-    /// Signals held in storm buffers now.
-    pub storm_buffered_signals: IntGauge,
-    /// RemediationRequests created.
-    pub remediations_created: IntCounter,
-    /// RemediationRequests brought up to date (aggregates growing or closing).
-    pub remediations_updated: IntCounter,
-    /// Writes that found their resource already there (a second line of dedup).
-    pub remediations_already_existed: IntCounter,
-    /// Writes that failed for good, by reason (`permanent`, `exhausted`: attempts or time used up).
-    pub remediation_write_errors: IntCounterVec,
-    /// Failed write attempts, by class (`WriteFailure::as_str`: `throttled`, `unavailable`, `timeout`,
-    /// `connection`, …): every attempt, retried or not.
-    pub remediation_attempt_failures: IntCounterVec,
-    /// Occurrence-count updates of existing resources, by result (`written`, `coalesced`: folded
-    /// into a later write, `absent`: no such resource, `failed`: kept for the next flush).
-    pub remediation_occurrence_updates: IntCounterVec,
-    /// Kubernetes API requests, by verb and status code (`timeout`, `connection` when none).
-    pub kube_api_requests: IntCounterVec,
-    /// Kubernetes API request latency, by verb.
-    pub kube_api_request_duration: HistogramVec,
-    /// Retries of RemediationRequest writes.
-    pub remediation_write_retries: IntCounter,
-    /// Writes waiting to be retried in the background (aggregates, flushed buffers).
-    pub remediation_pending_writes: IntGauge,
-    /// Dedup store failures.
-    pub dedup_store_errors: IntCounter,
-    /// Signals answered 503 (not recorded: the sender resends), by reason.
-    pub signals_unrecorded: IntCounterVec,
-    /// 1 while Redis answers its health check (0 without Redis configured, or during an outage).
-    pub redis_available: IntGauge,
-    /// HTTP request durations, by method, route and status.
-    pub http_request_duration: HistogramVec,
-    /// Time spent writing one RemediationRequest, retries included.
-    pub remediation_write_duration: Histogram,
-    /// Configuration reload attempts, by settings type and result (`success`, `error`).
-    pub config_reload_total: IntCounterVec,
-    /// Duration of reload attempts, by settings type.
-    pub config_reload_duration: HistogramVec,
-    /// Unix time of the last successful reload, by settings type.
-    pub config_reload_last_success: GaugeVec,
-    /// Replacements of each settings type since start.
-    pub config_generation: IntGaugeVec,
-    /// 1 for the content hash in force of each settings type.
-    pub config_info: IntGaugeVec,
+    signals_received: IntCounterVec,
+    signals_deduplicated: IntCounter,
+    signal_outcomes: IntCounterVec,
+    storms_detected: IntCounterVec,
+    storm_sampled_out: IntCounter,
+    storm_windows_open: IntGauge,
+    storm_buffered_signals: IntGauge,
+    remediations_created: IntCounter,
+    remediations_updated: IntCounter,
+    remediations_already_existed: IntCounter,
+    remediation_write_errors: IntCounterVec,
+    remediation_attempt_failures: IntCounterVec,
+    remediation_occurrence_updates: IntCounterVec,
+    remediation_write_retries: IntCounter,
+    remediation_pending_writes: IntGauge,
+    remediation_write_duration: Histogram,
+    kube_api_requests: IntCounterVec,
+    kube_api_request_duration: HistogramVec,
+    dedup_store_errors: IntCounter,
+    signals_unrecorded: IntCounterVec,
+    redis_available: IntGauge,
+    http_request_duration: HistogramVec,
+    config_reload_total: IntCounterVec,
+    config_reload_duration: HistogramVec,
+    config_reload_last_success: GaugeVec,
+    config_generation: IntGaugeVec,
+    config_info: IntGaugeVec,
     /// The hash label set in `config_info`, per type, so a change can retire the old one.
     config_hashes: Arc<Mutex<HashMap<ConfigKind, String>>>,
-    /// 1 while the gateway reports ready.
-    pub ready: IntGauge,
-    /// Build information (always 1).
-    pub build_info: IntGaugeVec,
+    ready: IntGauge,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric name");
+/// Registers `collector` and hands it back. Names and labels are constants of this module, so a
+/// failure here is a programming error caught by every test that builds a `Metrics`.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    #[allow(clippy::expect_used)]
     registry
-        .register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
+        .register(Box::new(collector.clone()))
+        .expect("each metric is registered once, with a valid name");
+    collector
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
+#[allow(clippy::expect_used)] // constant names and labels: see `register`
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(r, IntCounter::new(name, help).expect("valid metric"))
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric name");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
+#[allow(clippy::expect_used)]
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+#[allow(clippy::expect_used)]
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(r, IntGauge::new(name, help).expect("valid metric"))
+}
+
+#[allow(clippy::expect_used)]
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+#[allow(clippy::expect_used)]
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(r, HistogramVec::new(opts, labels).expect("valid metric"))
 }
 
 impl Metrics {
-    /// A fresh registry holding every gateway metric.
+    /// A fresh registry holding every gateway metric, the series that alerts compute rates of
+    /// present from the start at zero.
+    #[allow(clippy::expect_used)] // constant names and labels: see `register`
     pub fn new() -> Self {
         let r = Registry::new();
-        let http_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_http_request_duration_seconds",
-                "HTTP request duration, by method, route and status",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["method", "route", "status"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(http_request_duration.clone()))
-            .expect("metric registered once");
-        let remediation_write_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "gateway_remediation_write_duration_seconds",
-                "Time to write one RemediationRequest, retries included",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(remediation_write_duration.clone()))
-            .expect("metric registered once");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "gateway_build_info",
-                "Build information of the running gateway",
-            ),
+        let build_info = gauge_vec(
+            &r,
+            "gateway_build_info",
+            "Build information of the running gateway",
             &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(build_info.clone()))
-            .expect("metric registered once");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-
-        let kube_api_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_kube_api_request_duration_seconds",
-                "Kubernetes API request latency, by verb",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["verb"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(kube_api_request_duration.clone()))
-            .expect("metric registered once");
-        let config_reload_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_config_reload_duration_seconds",
-                "Duration of configuration reload operations",
-            )
-            .buckets(vec![0.001, 0.01, 0.1, 1.0]),
-            &["config_type"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(config_reload_duration.clone()))
-            .expect("metric registered once");
-        let config_reload_last_success = GaugeVec::new(
-            Opts::new(
-                "gateway_config_reload_last_success_timestamp",
-                "Timestamp of last successful config reload",
-            ),
-            &["config_type"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(config_reload_last_success.clone()))
-            .expect("metric registered once");
-        let config_generation = IntGaugeVec::new(
-            Opts::new(
-                "gateway_config_generation",
-                "Replacements of each settings type since start",
-            ),
-            &["config_type"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(config_generation.clone()))
-            .expect("metric registered once");
-        let config_info = IntGaugeVec::new(
-            Opts::new(
-                "gateway_config_info",
-                "1 for the content hash in force of each settings type",
-            ),
-            &["config_type", "hash"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(config_info.clone()))
-            .expect("metric registered once");
-
         let metrics = Metrics {
-            config_reload_total: counter_vec(
-                &r,
-                "gateway_config_reload_total",
-                "Total number of configuration reloads",
-                &["config_type", "result"],
-            ),
-            config_reload_duration,
-            config_reload_last_success,
-            config_generation,
-            config_info,
-            config_hashes: Arc::default(),
             signals_received: counter_vec(
                 &r,
                 "gateway_signals_received_total",
@@ -270,27 +223,6 @@ impl Metrics {
                 "RemediationRequest writes that failed for good, by reason",
                 &["reason"],
             ),
-            remediation_write_retries: counter(
-                &r,
-                "gateway_remediation_write_retries_total",
-                "Retries of RemediationRequest writes",
-            ),
-            remediation_pending_writes: gauge(
-                &r,
-                "gateway_remediation_pending_writes",
-                "RemediationRequest writes waiting to be retried in the background",
-            ),
-            signals_unrecorded: counter_vec(
-                &r,
-                "gateway_signals_unrecorded_total",
-                "Signals answered 503 so that the sender resends them, by reason",
-                &["reason"],
-            ),
-            redis_available: gauge(
-                &r,
-                "gateway_redis_available",
-                "1 while Redis answers its health check",
-            ),
             remediation_attempt_failures: counter_vec(
                 &r,
                 "gateway_remediation_write_attempt_failures_total",
@@ -303,43 +235,126 @@ impl Metrics {
                 "Occurrence-count updates of existing RemediationRequests, by result",
                 &["result"],
             ),
+            remediation_write_retries: counter(
+                &r,
+                "gateway_remediation_write_retries_total",
+                "Retries of RemediationRequest writes",
+            ),
+            remediation_pending_writes: gauge(
+                &r,
+                "gateway_remediation_pending_writes",
+                "RemediationRequest writes waiting to be retried in the background",
+            ),
+            remediation_write_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "gateway_remediation_write_duration_seconds",
+                        "Time to write one RemediationRequest, retries included",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
             kube_api_requests: counter_vec(
                 &r,
                 "gateway_kube_api_requests_total",
                 "Kubernetes API requests, by verb and status code",
                 &["verb", "code"],
             ),
-            kube_api_request_duration,
+            kube_api_request_duration: histogram_vec(
+                &r,
+                "gateway_kube_api_request_duration_seconds",
+                "Kubernetes API request latency, by verb",
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                &["verb"],
+            ),
             dedup_store_errors: counter(
                 &r,
                 "gateway_dedup_store_errors_total",
                 "Dedup store failures",
             ),
-            http_request_duration,
-            remediation_write_duration,
+            signals_unrecorded: counter_vec(
+                &r,
+                "gateway_signals_unrecorded_total",
+                "Signals answered 503 so that the sender resends them, by reason",
+                &["reason"],
+            ),
+            redis_available: gauge(
+                &r,
+                "gateway_redis_available",
+                "1 while Redis answers its health check",
+            ),
+            http_request_duration: histogram_vec(
+                &r,
+                "gateway_http_request_duration_seconds",
+                "HTTP request duration, by method, route and status",
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+                &["method", "route", "status"],
+            ),
+            config_reload_total: counter_vec(
+                &r,
+                "gateway_config_reload_total",
+                "Total number of configuration reloads",
+                &["config_type", "result"],
+            ),
+            config_reload_duration: histogram_vec(
+                &r,
+                "gateway_config_reload_duration_seconds",
+                "Duration of configuration reload operations",
+                &[0.001, 0.01, 0.1, 1.0],
+                &["config_type"],
+            ),
+            config_reload_last_success: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gateway_config_reload_last_success_timestamp",
+                        "Timestamp of last successful config reload",
+                    ),
+                    &["config_type"],
+                )
+                .expect("valid metric"),
+            ),
+            config_generation: gauge_vec(
+                &r,
+                "gateway_config_generation",
+                "Replacements of each settings type since start",
+                &["config_type"],
+            ),
+            config_info: gauge_vec(
+                &r,
+                "gateway_config_info",
+                "1 for the content hash in force of each settings type",
+                &["config_type", "hash"],
+            ),
+            config_hashes: Arc::default(),
             ready: gauge(&r, "gateway_ready", "1 while the gateway reports ready"),
-            build_info,
             registry: r,
         };
-        // Series that alerts compute rates of exist from the start, at zero.
-        for reason in ["permanent", "exhausted"] {
+        for reason in [
+            GiveUpReason::Permanent,
+            GiveUpReason::Exhausted { attempts: 0 },
+        ] {
             metrics
                 .remediation_write_errors
-                .with_label_values(&[reason]);
+                .with_label_values(&[gave_up_label(reason)]);
         }
-        for class in FAILURE_CLASSES {
+        for class in WriteFailure::LABELS {
             metrics
                 .remediation_attempt_failures
                 .with_label_values(&[class]);
         }
+        for reason in NotRecorded::ALL {
+            metrics
+                .signals_unrecorded
+                .with_label_values(&[reason.as_str()]);
+        }
         metrics
-    }
-
-    /// Counts one failed write attempt.
-    pub fn observe_attempt_failure(&self, failure: &gateway_ports::WriteFailure) {
-        self.remediation_attempt_failures
-            .with_label_values(&[failure_class(failure)])
-            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -350,8 +365,130 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// One signal arrived.
+    pub fn signal_received(&self, signal: &Signal) {
+        self.signals_received
+            .with_label_values(&[signal.source.as_str(), signal.severity.as_str()])
+            .inc();
+    }
+
+    /// One signal was answered `outcome`.
+    pub fn outcome(&self, outcome: Outcome) {
+        self.signal_outcomes
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    /// One signal was a duplicate within its TTL window.
+    pub fn deduplicated(&self) {
+        self.signals_deduplicated.inc();
+    }
+
+    /// A storm was detected: an aggregation window opened.
+    pub fn storm_detected(&self, storm_type: StormType) {
+        self.storms_detected
+            .with_label_values(&[storm_type.as_str()])
+            .inc();
+    }
+
+    /// One storm signal was sampled out.
+    pub fn sampled_out(&self) {
+        self.storm_sampled_out.inc();
+    }
+
+    /// The storm windows open now, and the signals their buffers hold.
+    pub fn storm_windows(&self, open: usize, buffered: usize) {
+        self.storm_windows_open.set(gauge_value(open));
+        self.storm_buffered_signals.set(gauge_value(buffered));
+    }
+
+    /// One write succeeded after `elapsed`, retries included.
+    pub fn written(&self, written: Written, elapsed: Duration) {
+        self.remediation_write_duration
+            .observe(elapsed.as_secs_f64());
+        match written {
+            Written::Created => self.remediations_created.inc(),
+            Written::Updated => self.remediations_updated.inc(),
+            Written::AlreadyExisted => self.remediations_already_existed.inc(),
+        }
+    }
+
+    /// One write failed for good after `elapsed`.
+    pub fn write_failed(&self, reason: GiveUpReason, elapsed: Duration) {
+        self.remediation_write_duration
+            .observe(elapsed.as_secs_f64());
+        self.remediation_write_errors
+            .with_label_values(&[gave_up_label(reason)])
+            .inc();
+    }
+
+    /// One write attempt failed (retried or not).
+    pub fn attempt_failed(&self, failure: &WriteFailure) {
+        self.remediation_attempt_failures
+            .with_label_values(&[failure.as_str()])
+            .inc();
+    }
+
+    /// A failed write attempt is tried again.
+    pub fn write_retried(&self) {
+        self.remediation_write_retries.inc();
+    }
+
+    /// Background writes waiting to be retried now.
+    pub fn pending_writes(&self, pending: usize) {
+        self.remediation_pending_writes.set(gauge_value(pending));
+    }
+
+    /// What became of one occurrence-count update.
+    pub fn occurrence_update(&self, update: OccurrenceUpdate) {
+        self.remediation_occurrence_updates
+            .with_label_values(&[update.as_str()])
+            .inc();
+    }
+
+    /// A signal was answered 503 so that the sender resends it.
+    pub fn unrecorded(&self, reason: NotRecorded) {
+        self.signals_unrecorded
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// The dedup store failed a call.
+    pub fn dedup_store_failed(&self) {
+        self.dedup_store_errors.inc();
+    }
+
+    /// Redis answered (or stopped answering) its health check.
+    pub fn redis_available(&self, up: bool) {
+        self.redis_available.set(i64::from(up));
+    }
+
+    /// One Kubernetes API request: its RBAC verb, its status code (`timeout`, `connection` when
+    /// none) and how long it took.
+    pub fn kube_api_call(&self, verb: &str, code: &str, elapsed: Duration) {
+        self.kube_api_requests
+            .with_label_values(&[verb, code])
+            .inc();
+        self.kube_api_request_duration
+            .with_label_values(&[verb])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One HTTP request: `route` is the matched route (`unmatched` for unknown paths), never
+    /// the raw path, so that unknown paths do not grow the label set.
+    pub fn http_request(&self, method: HttpMethod, route: &str, status: u16, elapsed: Duration) {
+        self.http_request_duration
+            .with_label_values(&[method.as_str(), route, &status.to_string()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether the gateway reports ready.
+    pub fn ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
     /// Shows the settings in force at start-up (generation and content hash per type).
-    pub fn init_config(&self, statuses: &[ConfigStatus]) {
+    pub fn config_loaded(&self, statuses: &[ConfigStatus]) {
         for status in statuses {
             let kind = status.kind.as_str();
             self.config_generation
@@ -365,7 +502,7 @@ impl Metrics {
     }
 
     /// Counts one reload attempt.
-    pub fn observe_reload(&self, record: &ReloadRecord) {
+    pub fn config_reloaded(&self, record: &ReloadRecord) {
         let kind = record.kind.as_str();
         self.config_reload_duration
             .with_label_values(&[kind])
@@ -400,22 +537,10 @@ impl Metrics {
             .with_label_values(&[kind.as_str(), &label])
             .set(1);
     }
-
-    /// The registry, for adapters that add metrics of their own.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
 }
 
-const FAILURE_CLASSES: [&str; 8] = gateway_ports::WriteFailure::LABELS;
-
-/// The metric class of a failed attempt.
-fn failure_class(failure: &gateway_ports::WriteFailure) -> &'static str {
-    failure.as_str()
-}
-
-fn gauge_value(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+fn gauge_value(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// The hash label: a prefix is enough to tell versions apart; empty means the built-in defaults.

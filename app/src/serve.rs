@@ -9,16 +9,18 @@ use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
 use gateway_adapter_kube::{ClientOptions, KubeWriter};
-use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
+use gateway_adapter_memory::{
+    MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, SystemClock,
+};
 use gateway_adapter_redis::{RedisOptions, RedisStore, redacted};
 use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
-use gateway_storm::{StormDetector, WindowCapacity};
+use gateway_storm::WindowCapacity;
 use tokio::net::TcpListener;
 
 use crate::cli::{ServeArgs, Sink};
+use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
-use crate::pipeline::{Gateway, Parts, SharedStorms, WriteTiming};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -52,21 +54,20 @@ pub async fn assemble(
     let metrics = Metrics::new();
     let window_capacity = WindowCapacity::new(args.storm_window_capacity)
         .context("--storm-window-capacity must be at least 1")?;
-    let (dedup_store, shared_storms) = stores(args, capacity, window_capacity, &metrics)?;
+    let (dedup_store, storms) = stores(args, capacity, window_capacity, &clock, &metrics)?;
     let writer = writer(args, &metrics).await?;
     tracing::info!(
         dedup = if args.redis_url.is_some() { "redis" } else { "in-memory" },
         sink = ?args.sink, config = %source.origin(), "gateway assembled");
-    metrics.init_config(&source.status());
+    metrics.config_loaded(&source.status());
     let observed = metrics.clone();
-    source.on_reload(Box::new(move |record| observed.observe_reload(record)));
+    source.on_reload(Box::new(move |record| observed.config_reloaded(record)));
     let gateway = Arc::new(Gateway::new(Parts {
         config,
         clock,
         dedup_store,
         writer,
-        storms: StormDetector::new(window_capacity),
-        shared_storms,
+        storms,
         metrics,
         fallback_namespace: args.fallback_namespace.clone(),
         timing: WriteTiming {
@@ -103,15 +104,9 @@ async fn writer(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Arc<dyn R
                 kubeconfig: args.kubeconfig.clone(),
             })
             .await?;
-            let (requests, latency) = (
-                metrics.kube_api_requests.clone(),
-                metrics.kube_api_request_duration.clone(),
-            );
+            let observed = metrics.clone();
             let writer = KubeWriter::new(client, args.kube_timeout).with_observer(move |call| {
-                requests.with_label_values(&[call.verb, &call.code]).inc();
-                latency
-                    .with_label_values(&[call.verb])
-                    .observe(call.duration.as_secs_f64());
+                observed.kube_api_call(call.verb, &call.code, call.duration);
             });
             tracing::info!(timeout = ?args.kube_timeout, write_deadline = ?args.write_deadline, "RemediationRequests written through the Kubernetes API");
             Ok(Arc::new(writer))
@@ -120,15 +115,22 @@ async fn writer(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Arc<dyn R
 }
 
 /// The dedup store and storm state the static settings name: Redis (shared by every replica)
-/// when `--redis-url` is set, else the in-memory store and the detector's own state.
+/// when `--redis-url` is set, else in this process's memory.
 fn stores(
     args: &ServeArgs,
     capacity: NonZeroUsize,
     window_capacity: WindowCapacity,
+    clock: &Arc<dyn Clock>,
     metrics: &Metrics,
-) -> anyhow::Result<(Arc<dyn DedupStore>, Option<SharedStorms>)> {
+) -> anyhow::Result<(Arc<dyn DedupStore>, StormStores)> {
     let Some(url) = &args.redis_url else {
-        return Ok((Arc::new(MemoryDedupStore::new(capacity)), None));
+        let storms = StormStores {
+            counter: Arc::new(MemoryStormCounter::default()),
+            windows: Arc::new(MemoryWindowStore::new(clock.clone())),
+            capacity: window_capacity,
+            shared: false,
+        };
+        return Ok((Arc::new(MemoryDedupStore::new(capacity)), storms));
     };
     let password = match &args.redis_password_file {
         Some(file) => Some(
@@ -148,15 +150,16 @@ fn stores(
     };
     let store = Arc::new(RedisStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
     // The gauge follows every command and health check, outage or not.
-    let gauge = metrics.redis_available.clone();
-    store.on_availability(move |up| gauge.set(i64::from(up)));
+    let observed = metrics.clone();
+    store.on_availability(move |up| observed.redis_available(up));
     tracing::info!(server = %redacted(url), "dedup and storm state in Redis, shared by every replica");
-    let shared = SharedStorms {
+    let storms = StormStores {
         counter: store.clone(),
         windows: store.clone(),
         capacity: window_capacity,
+        shared: true,
     };
-    Ok((store, Some(shared)))
+    Ok((store, storms))
 }
 
 /// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the
@@ -192,7 +195,7 @@ pub async fn serve(
         tokio::time::sleep(delay).await;
     };
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    gateway.metrics().ready.set(1);
+    gateway.serving();
     axum::serve(listener, app)
         .with_graceful_shutdown(graceful)
         .await

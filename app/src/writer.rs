@@ -1,11 +1,13 @@
-//! Writing RemediationRequests: the retry policy of the retry domain around the writer port,
-//! and a background queue for writes no request is waiting on.
+//! Writing one RemediationRequest: the retry policy of the retry domain around the writer port,
+//! under the deadline of the request waiting for it (if one is).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_ports::{ConfigSource, RemediationRequest, RemediationWriter, WriteError, Written};
+use gateway_ports::{
+    ConfigSource, Occurrences, RemediationRequest, RemediationWriter, WriteError, WriteFailure,
+    Written,
+};
 use gateway_retry::{Budget, GiveUpReason, Jitter, RetryDecision, RetryState, SplitMix64};
 
 use crate::metrics::Metrics;
@@ -42,6 +44,11 @@ impl Deadline {
             attempt,
         }
     }
+
+    /// The time left.
+    pub fn remaining(&self) -> Duration {
+        self.total.saturating_sub(self.started.elapsed())
+    }
 }
 
 /// A write that failed for good.
@@ -50,10 +57,10 @@ impl Deadline {
 pub struct WriteFailed {
     /// The resource name.
     pub name: String,
-    /// Attempts made.
+    /// Attempts made (0: the deadline left no time for one).
     pub attempts: u32,
-    /// Whether more attempts could have helped (exhausted) or not (permanent).
-    pub permanent: bool,
+    /// Why the retries stopped.
+    pub reason: GiveUpReason,
     /// The last error.
     #[source]
     pub last: WriteError,
@@ -62,6 +69,10 @@ pub struct WriteFailed {
 /// The writer port with the gateway's retry policy: exponential backoff with jitter, at most
 /// `max_attempts`, `Retry-After` honoured, `AlreadyExists` a success. Retry settings are read
 /// before every retry, so a hot-reloaded `retry.yaml` applies to the next attempt.
+///
+/// Under a [`Deadline`] no attempt is started that could not end in time (its wait plus one
+/// attempt of the sink's own timeout), and each attempt is cut at the deadline: the request
+/// waiting for the write is answered in time whatever the sink does.
 pub struct RetryingWriter {
     inner: Arc<dyn RemediationWriter>,
     config: Arc<dyn ConfigSource>,
@@ -69,57 +80,38 @@ pub struct RetryingWriter {
     metrics: Metrics,
     /// The longest one attempt takes (the sink's own timeout), for deadline arithmetic.
     attempt_timeout: Duration,
-    /// Writes that failed in the background, by resource name: the latest version of each.
-    pending: Mutex<BTreeMap<String, (Op, RemediationRequest)>>,
 }
 
 impl std::fmt::Debug for RetryingWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetryingWriter").finish_non_exhaustive()
+        f.debug_struct("RetryingWriter")
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
     }
 }
 
 impl RetryingWriter {
-    /// Wraps `inner`; `seed` seeds the jitter.
+    /// Wraps `inner`; `seed` seeds the jitter; `attempt_timeout` is the longest one attempt of
+    /// the sink can take (the Kubernetes sink's per-call timeout).
     pub fn new(
         inner: Arc<dyn RemediationWriter>,
         config: Arc<dyn ConfigSource>,
         metrics: Metrics,
         seed: u64,
+        attempt_timeout: Duration,
     ) -> Self {
         RetryingWriter {
             inner,
             config,
             jitter: Mutex::new(SplitMix64::new(seed)),
             metrics,
-            attempt_timeout: Duration::from_secs(1),
-            pending: Mutex::new(BTreeMap::new()),
+            attempt_timeout,
         }
     }
 
-    /// The longest one attempt of the sink can take (the Kubernetes sink's per-call timeout);
-    /// a retry under a [`Deadline`] is made only if its wait plus one such attempt fits.
-    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = timeout;
-        self
-    }
-
-    /// The writer behind the policy (readiness checks).
-    pub fn inner(&self) -> &Arc<dyn RemediationWriter> {
-        &self.inner
-    }
-
-    /// Writes `request`, retrying transient failures (in the background: no deadline).
+    /// Writes `request`, retrying transient failures while `deadline` allows (no deadline: the
+    /// attempt count alone bounds it).
     pub async fn write(
-        &self,
-        op: Op,
-        request: &RemediationRequest,
-    ) -> Result<Written, WriteFailed> {
-        self.write_within(op, request, None).await
-    }
-
-    /// Writes `request`, retrying transient failures while `deadline` allows.
-    pub async fn write_within(
         &self,
         op: Op,
         request: &RemediationRequest,
@@ -127,17 +119,40 @@ impl RetryingWriter {
     ) -> Result<Written, WriteFailed> {
         #[allow(clippy::disallowed_methods)] // a latency metric, not a domain decision
         let started = Instant::now();
+        let result = self.retrying(op, request, deadline).await;
+        match &result {
+            Ok(written) => self.metrics.written(*written, started.elapsed()),
+            Err(failed) => self.metrics.write_failed(failed.reason, started.elapsed()),
+        }
+        result
+    }
+
+    async fn retrying(
+        &self,
+        op: Op,
+        request: &RemediationRequest,
+        deadline: Option<Deadline>,
+    ) -> Result<Written, WriteFailed> {
         let mut state = RetryState::new();
-        let result = loop {
-            let attempt = match op {
-                Op::Create => self.inner.create(request).await,
-                Op::Update => self.inner.update(request).await,
-            };
-            let error = match attempt {
-                Ok(written) => break Ok(written),
+        if let Some(deadline) = deadline
+            && !deadline.budget(self.attempt_timeout).allows(Duration::ZERO)
+        {
+            return Err(WriteFailed {
+                name: request.name.clone(),
+                attempts: 0,
+                reason: GiveUpReason::OutOfTime { attempts: 0 },
+                last: WriteError::new(
+                    WriteFailure::Timeout,
+                    "no time left within the write deadline for an attempt",
+                ),
+            });
+        }
+        loop {
+            let error = match self.attempt(op, request, deadline).await {
+                Ok(written) => return Ok(written),
                 Err(e) => e,
             };
-            self.metrics.observe_attempt_failure(&error.failure);
+            self.metrics.attempt_failed(&error.failure);
             let settings = self.config.retry();
             let decision = {
                 let mut jitter = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,94 +170,58 @@ impl RetryingWriter {
             match decision {
                 RetryDecision::RetryAfter(delay) => {
                     tracing::debug!(name = %request.name, attempt = state.attempts(), ?delay, error = %error, "retrying RemediationRequest write");
-                    self.metrics.remediation_write_retries.inc();
+                    self.metrics.write_retried();
                     tokio::time::sleep(delay).await;
                 }
-                RetryDecision::AlreadyDone => break Ok(Written::AlreadyExisted),
+                RetryDecision::AlreadyDone => return Ok(Written::AlreadyExisted),
                 RetryDecision::GiveUp(reason) => {
-                    let permanent = matches!(reason, GiveUpReason::Permanent);
-                    let label = if permanent { "permanent" } else { "exhausted" };
-                    self.metrics
-                        .remediation_write_errors
-                        .with_label_values(&[label])
-                        .inc();
-                    break Err(WriteFailed {
+                    return Err(WriteFailed {
                         name: request.name.clone(),
                         attempts: state.attempts(),
-                        permanent,
+                        reason,
                         last: error,
                     });
                 }
             }
+        }
+    }
+
+    /// One attempt, cut at the deadline.
+    async fn attempt(
+        &self,
+        op: Op,
+        request: &RemediationRequest,
+        deadline: Option<Deadline>,
+    ) -> Result<Written, WriteError> {
+        let call = async {
+            match op {
+                Op::Create => self.inner.create(request).await,
+                Op::Update => self.inner.update(request).await,
+            }
         };
-        self.metrics
-            .remediation_write_duration
-            .observe(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(Written::Created) => self.metrics.remediations_created.inc(),
-            Ok(Written::Updated) => self.metrics.remediations_updated.inc(),
-            Ok(Written::AlreadyExisted) => self.metrics.remediations_already_existed.inc(),
-            Err(_) => {}
+        let Some(deadline) = deadline else {
+            return call.await;
+        };
+        tokio::time::timeout(deadline.remaining(), call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(WriteError::new(
+                    WriteFailure::Timeout,
+                    "the write deadline passed during the attempt",
+                ))
+            })
+    }
+
+    /// Records occurrences on an existing resource: one attempt (the caller keeps what failed
+    /// for its next round).
+    pub async fn record_occurrences(
+        &self,
+        occurrences: &Occurrences,
+    ) -> Result<Written, WriteError> {
+        let result = self.inner.record_occurrences(occurrences).await;
+        if let Err(e) = &result {
+            self.metrics.attempt_failed(&e.failure);
         }
         result
-    }
-
-    /// Writes in the background's name: on failure the write is queued (replacing an older
-    /// version of the same resource) and retried by [`RetryingWriter::retry_pending`].
-    pub async fn write_or_queue(&self, op: Op, request: RemediationRequest) -> Option<Written> {
-        match self.write(op, &request).await {
-            Ok(written) => {
-                // An older queued version must not overwrite this one later.
-                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                if pending.remove(&request.name).is_some() {
-                    self.metrics
-                        .remediation_pending_writes
-                        .set(pending.len() as i64);
-                }
-                Some(written)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "RemediationRequest write queued for retry");
-                self.queue(op, request);
-                None
-            }
-        }
-    }
-
-    fn queue(&self, op: Op, request: RemediationRequest) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let op = match pending.get(&request.name) {
-            // A queued create followed by an update: the update creates when absent anyway.
-            Some((Op::Update, _)) => Op::Update,
-            _ => op,
-        };
-        pending.insert(request.name.clone(), (op, request));
-        self.metrics
-            .remediation_pending_writes
-            .set(pending.len() as i64);
-    }
-
-    /// Tries every queued write once more (each with the full retry policy).
-    pub async fn retry_pending(&self) {
-        let queued: Vec<(Op, RemediationRequest)> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut *pending).into_values().collect()
-        };
-        self.metrics.remediation_pending_writes.set(0);
-        for (op, request) in queued {
-            let newer_queued = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&request.name);
-            if !newer_queued {
-                self.write_or_queue(op, request).await;
-            }
-        }
-    }
-
-    /// Writes still waiting.
-    pub fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

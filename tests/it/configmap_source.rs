@@ -283,7 +283,7 @@ async fn the_gateway_starts_on_the_configmap_and_applies_a_change_within_two_sec
     assert_eq!(config["dedup"]["last_reload"]["result"], "success");
     assert_eq!(config["storm"]["generation"], 0, "only dedup changed");
     assert_eq!(
-        rig.gateway.gateway.config().dedup().ttl.get(),
+        rig.gateway.gateway.settings().dedup.ttl.get(),
         Duration::from_secs(120),
         "the pipeline reads the new value"
     );
@@ -323,7 +323,7 @@ async fn an_invalid_change_is_rejected_counted_and_shown_and_the_settings_in_for
     );
     assert_eq!(config["storm"]["generation"], 0);
     assert_eq!(config["storm"]["origin"], format!("{LABEL}: storm.yaml"));
-    assert_eq!(rig.gateway.gateway.config().storm().rate_threshold.get(), 7);
+    assert_eq!(rig.gateway.gateway.settings().storm.rate_threshold.get(), 7);
     let metrics = rig.metrics().await;
     for line in [
         "gateway_config_reload_total{config_type=\"storm\",result=\"error\"} 1",

@@ -524,17 +524,23 @@ fn the_pod_runs_unprivileged_with_room_to_shut_down() {
 /// child, since an empty family is not rendered).
 fn exposed_metrics() -> BTreeMap<String, BTreeSet<String>> {
     let m = Metrics::new();
-    m.signals_received.with_label_values(&["s", "v"]);
-    m.signal_outcomes.with_label_values(&["o"]);
-    m.storms_detected.with_label_values(&["t"]);
-    m.remediation_write_errors.with_label_values(&["r"]);
-    m.signals_unrecorded.with_label_values(&["r"]);
-    m.http_request_duration.with_label_values(&["m", "r", "s"]);
-    m.config_reload_total.with_label_values(&["t", "r"]);
-    m.config_reload_duration.with_label_values(&["t"]);
-    m.config_reload_last_success.with_label_values(&["t"]);
-    m.config_generation.with_label_values(&["t"]);
-    m.config_info.with_label_values(&["t", "h"]);
+    m.signal_received(&gateway_ports::test_util::signal("A").build());
+    m.outcome(gateway::outcome::Outcome::Created);
+    m.storm_detected(gateway_storm::StormType::Rate);
+    m.http_request(
+        gateway::metrics::HttpMethod::Get,
+        "/healthz",
+        200,
+        Duration::ZERO,
+    );
+    m.config_reloaded(&gateway_ports::ReloadRecord {
+        kind: gateway_ports::ConfigKind::Storm,
+        result: gateway_ports::ReloadResult::Applied,
+        duration: Duration::ZERO,
+        hash: "0".repeat(64),
+        generation: 1,
+        at: gateway_ports::Timestamp::EPOCH,
+    });
     let mut exposed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in m.render().lines().filter(|l| !l.starts_with('#')) {
         let series = line.split_whitespace().next().unwrap();
@@ -607,9 +613,17 @@ fn selectors(expr: &str) -> Vec<(String, Vec<(String, String)>)> {
 #[test]
 fn the_alerts_name_only_metrics_and_labels_the_gateway_exposes() {
     let exposed = exposed_metrics();
-    let sources: String = ["pipeline.rs", "writer.rs", "metrics.rs", "serve.rs"]
+    // Every label value the app sets is spelled in its sources (the typed label enums).
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("app/src"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 5, "{files:?}");
+    let sources: String = files
         .iter()
-        .map(|f| std::fs::read_to_string(repo().join("app/src").join(f)).unwrap())
+        .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();
     let runbooks = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
     let rules = alert_rules();

@@ -139,6 +139,9 @@ async fn a_burst_across_many_pods_gives_one_aggregate_listing_them() {
         assert!(answer.status.is_success(), "{}", answer.text);
         gw.clock.advance(Duration::from_millis(100));
     }
+    // The aggregate's growth is written once per update interval (5 s by default), by the tick.
+    gw.clock.advance(Duration::from_secs(5));
+    gw.gateway.tick().await;
     let docs = gw.remediations();
     let aggregates: Vec<&Value> = docs
         .iter()
@@ -303,7 +306,7 @@ async fn a_permanent_write_failure_is_not_retried() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    let metrics = gw.gateway.metrics().render();
+    let metrics = gw.gateway.metrics_text();
     assert!(
         metrics.contains("gateway_remediation_write_errors_total{reason=\"permanent\"} 1"),
         "{metrics}"
@@ -401,7 +404,7 @@ async fn duplicates_update_the_occurrence_count_once_per_interval() {
     assert_eq!(count(&gw), 1, "duplicates wait for the tick");
     gw.gateway.tick().await;
     assert_eq!(count(&gw), 6, "one write carries every duplicate so far");
-    let metrics = gw.gateway.metrics().render();
+    let metrics = gw.gateway.metrics_text();
     assert!(
         metrics.contains("gateway_remediation_occurrence_updates_total{result=\"coalesced\"} 4"),
         "{metrics}"

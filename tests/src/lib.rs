@@ -14,15 +14,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use gateway::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Gateway, Parts};
 use gateway_adapter_directory::DirectoryWriter;
-use gateway_adapter_memory::{ManualClock, MemoryDedupStore, StaticConfigSource};
+use gateway_adapter_memory::{
+    ManualClock, MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, StaticConfigSource,
+};
 use gateway_ports::{
     Clock, ConfigSource, DedupStore, RemediationRequest, RemediationWriter, Timestamp, WriteError,
     WriteFailure, Written,
 };
-use gateway_storm::{StormDetector, WindowCapacity};
+use gateway_storm::WindowCapacity;
 use serde_json::{Value, json};
 
 /// A gateway on the embedded adapters, writing into a temporary directory, on a manual clock.
@@ -60,11 +62,15 @@ impl TestGateway {
             clock: clock.clone() as Arc<dyn Clock>,
             dedup_store: store,
             writer: faults.clone() as Arc<dyn RemediationWriter>,
-            storms: StormDetector::new(WindowCapacity::default()),
-            shared_storms: None,
+            storms: StormStores {
+                counter: Arc::new(MemoryStormCounter::default()),
+                windows: Arc::new(MemoryWindowStore::new(clock.clone() as Arc<dyn Clock>)),
+                capacity: WindowCapacity::default(),
+                shared: false,
+            },
             metrics: Metrics::new(),
             fallback_namespace: "kubernaut-system".to_owned(),
-            timing: gateway::pipeline::WriteTiming::default(),
+            timing: WriteTiming::default(),
         }));
         TestGateway {
             gateway,

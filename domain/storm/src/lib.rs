@@ -1,10 +1,12 @@
-//! Storm detection and aggregation: a pure state machine that turns signals into decisions.
+//! Storm detection and aggregation: the decisions, and the one path that carries them over the
+//! storm ports.
 //!
 //! The model, in short:
-//! - every signal handed to [`StormDetector::observe`] (new, firing, non-duplicate) is recorded in
-//!   a per-alert-name history; the alert name is *in a storm* when more than `rate_threshold` of
-//!   its signals arrived in the last [`RATE_WINDOW`], or more than `pattern_threshold` distinct
-//!   resources were hit in the last [`PATTERN_WINDOW`];
+//! - every new, firing, non-duplicate signal is counted per alert name (the [`StormCounter`]
+//!   port: signals in the last [`RATE_WINDOW`], distinct resources in the last
+//!   [`PATTERN_WINDOW`]); [`classify`] says whether the counts are a storm: more than
+//!   `rate_threshold` signals is a rate storm, more than `pattern_threshold` distinct resources a
+//!   pattern storm;
 //! - during a storm, signals are gathered in an aggregation window per (namespace, alert name).
 //!   A window first *buffers* signals; once `buffer_threshold` distinct resources are buffered one
 //!   aggregate is created, and later signals join it (sampled once the window is nearly full);
@@ -15,12 +17,18 @@
 //! Every signal is accounted for exactly once: as [`Decision::Individual`], in a
 //! [`Closure::Flush`], or in the `alert_count` of an aggregate's final snapshot.
 //!
-//! Nothing here performs IO or reads a clock: time and settings are arguments, so the caller
-//! decides when windows expire (see [`StormDetector::expire`]) and every decision is reproducible.
+//! [`StormDetector`] is the one pure step (window state, signal, counts, settings, time →
+//! decision and next state); [`StormTracker`] runs it over the [`StormCounter`] and
+//! [`WindowStore`] ports, whichever adapters back them (process memory, or Redis shared by
+//! replicas). Nothing here performs IO or reads a clock: time and settings are arguments, so
+//! the caller decides when windows expire ([`StormTracker::expire`]) and every decision is
+//! reproducible.
+//!
+//! [`StormCounter`]: gateway_ports::StormCounter
+//! [`WindowStore`]: gateway_ports::WindowStore
 
 mod detector;
-mod history;
-mod shared;
+mod tracker;
 mod window;
 
 #[cfg(test)]
@@ -35,8 +43,9 @@ use gateway_ports::{
     Counting, ResourceRef, Signal, StormCounts, StormSettings, Threshold, Timestamp,
 };
 
-pub use detector::StormDetector;
-pub use shared::SharedWindows;
+pub use detector::{Step, StormDetector};
+pub use tracker::{Expired, StormError, StormTracker};
+pub use window::OpenWindow;
 
 /// The span over which signals are counted for a rate storm.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -236,6 +245,7 @@ pub enum Closure {
 pub struct Observation {
     /// What to do with the signal.
     pub decision: Decision,
-    /// Windows that closed before the signal was placed (its own window, past its deadline).
-    pub closed: Vec<Closure>,
+    /// The signal's window, closed before the signal was placed because it was past its
+    /// deadline: to be carried out like any other closure.
+    pub closed: Option<Closure>,
 }

@@ -1,13 +1,17 @@
-//! Properties of the detector over random signal sequences: accounting, window lifetime, bounds.
+//! Properties of storm detection over random signal sequences, through the one path the gateway
+//! takes (the tracker over the embedded stores): accounting, window lifetime, bounds.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use gateway_adapter_memory::{MemoryStormCounter, MemoryWindowStore};
+use gateway_ports::test_util::ManualClock;
 use gateway_ports::{Ratio, StormSettings, Threshold, Timestamp};
 use proptest::prelude::*;
 
 use crate::test_support::signal;
-use crate::{Aggregate, Closure, Decision, StormDetector, WindowCapacity};
+use crate::{Aggregate, Closure, Decision, StormTracker, WindowCapacity};
 
 /// One arrival: which alert, namespace and pod, after how long, and what the caller does around it.
 #[derive(Debug, Clone)]
@@ -93,35 +97,55 @@ impl Run {
 const NAMES: [&str; 3] = ["KubePodCrashLooping", "NodeDown", "HighLatency"];
 const NAMESPACES: [&str; 2] = ["prod", "staging"];
 
-/// Feeds `steps` to a detector, expiring as they say, then drains it.
+/// Feeds `steps` to a tracker over in-memory stores, expiring as they say, then drains it.
 fn run(settings: &StormSettings, capacity: WindowCapacity, steps: &[Step]) -> Run {
-    let mut detector = StormDetector::new(capacity);
-    let mut out = Run {
-        signals: steps.len() as u64,
-        decisions: Vec::new(),
-        written: Vec::new(),
-    };
-    let mut now = Timestamp::from_secs(1_000_000);
-    for (n, step) in steps.iter().enumerate() {
-        now = now + Duration::from_millis(step.gap_ms);
-        let s = signal(
-            n as u64,
-            NAMES[usize::from(step.alert)],
-            NAMESPACES[usize::from(step.namespace)],
-            &format!("pod-{}", step.resource),
-        );
-        let observation = detector.observe(&s, settings, now);
-        out.decisions.push((now, observation.decision));
-        out.written.extend(observation.closed);
-        if step.expire {
-            out.written.extend(detector.expire(settings, now));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let start = Timestamp::from_secs(1_000_000);
+        let windows = Arc::new(MemoryWindowStore::new(Arc::new(ManualClock::new(start))));
+        let tracker = StormTracker::new(Arc::new(MemoryStormCounter::default()), windows, capacity);
+        let mut out = Run {
+            signals: steps.len() as u64,
+            decisions: Vec::new(),
+            written: Vec::new(),
+        };
+        let mut now = start;
+        for (n, step) in steps.iter().enumerate() {
+            now = now + Duration::from_millis(step.gap_ms);
+            let s = signal(
+                n as u64,
+                NAMES[usize::from(step.alert)],
+                NAMESPACES[usize::from(step.namespace)],
+                &format!("pod-{}", step.resource),
+            );
+            let observation = tracker.observe(&s, settings, now).await.expect("in memory");
+            out.decisions.push((now, observation.decision));
+            out.written.extend(observation.closed);
+            if step.expire {
+                out.written.extend(
+                    tracker
+                        .expire(settings, now)
+                        .await
+                        .expect("in memory")
+                        .closed,
+                );
+            }
         }
-    }
-    out.written
-        .extend(detector.drain(now + Duration::from_secs(3600)));
-    assert_eq!(detector.open_windows(), 0);
-    assert_eq!(detector.buffered_signals(), 0);
-    out
+        out.written.extend(
+            tracker
+                .drain(now + Duration::from_secs(3600))
+                .await
+                .expect("in memory"),
+        );
+        let left = tracker
+            .expire(settings, Timestamp::EPOCH)
+            .await
+            .expect("in memory");
+        assert_eq!((left.open, left.buffered), (0, 0));
+        out
+    })
 }
 
 proptest! {

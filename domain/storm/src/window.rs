@@ -1,4 +1,5 @@
-//! One aggregation window: its buffer, its aggregate, its deadline and its sampling.
+//! One aggregation window: its buffer, its aggregate, its deadline and its sampling — the state
+//! the transitions of [`StormDetector`](crate::StormDetector) read and write.
 
 use std::collections::HashSet;
 
@@ -6,9 +7,11 @@ use gateway_ports::{ResourceRef, Signal, StormSettings, Timestamp};
 
 use crate::{Aggregate, Closure, Decision, StormType, WindowCapacity, WindowKey, threshold};
 
-/// The state of one open window. Serialisable, so replicas can share it through a `WindowStore`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Window {
+/// The state of one open aggregation window, opaque outside this crate: the detector's
+/// transitions change it, a `WindowStore` keeps it as bytes ([`OpenWindow::to_bytes`]), so that
+/// replicas (or a process and its embedded store) share it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OpenWindow {
     storm_type: StormType,
     opened_at: Timestamp,
     last_activity: Timestamp,
@@ -43,7 +46,7 @@ fn kept(k: u64, rate: f64) -> bool {
     ((k + 1) as f64 * rate).floor() > (k as f64 * rate).floor()
 }
 
-impl Window {
+impl OpenWindow {
     /// An empty window, buffering, opened by `signal` (which the caller then passes to `take`).
     pub(crate) fn open(
         signal: &Signal,
@@ -52,7 +55,7 @@ impl Window {
         settings: &StormSettings,
         now: Timestamp,
     ) -> Self {
-        Window {
+        OpenWindow {
             storm_type,
             opened_at: now,
             last_activity: now,
@@ -68,13 +71,14 @@ impl Window {
         }
     }
 
-    /// When the window closes under `settings`.
-    pub(crate) fn deadline(&self, settings: &StormSettings) -> Timestamp {
+    /// When the window closes under `settings`: `inactivity_timeout` after its last signal, and
+    /// never later than `max_window_duration` after it opened.
+    pub fn deadline(&self, settings: &StormSettings) -> Timestamp {
         deadline(self.opened_at, self.last_activity, settings)
     }
 
-    /// Signals held in the buffer.
-    pub(crate) fn buffered(&self) -> usize {
+    /// Signals held in the buffer (none once the aggregate exists).
+    pub fn buffered(&self) -> usize {
         self.buffer.as_ref().map_or(0, Vec::len)
     }
 
@@ -148,13 +152,14 @@ impl Window {
     }
 
     /// The window as bytes, for a `WindowStore`.
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Plain data with string keys: serialising it cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// A window stored by [`Window::to_bytes`]; `None` if the bytes are not one.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Window> {
-        let mut window: Window = serde_json::from_slice(bytes).ok()?;
+    /// A window stored by [`OpenWindow::to_bytes`]; `None` if the bytes are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<OpenWindow> {
+        let mut window: OpenWindow = serde_json::from_slice(bytes).ok()?;
         window.stored = window.resources.iter().cloned().collect();
         Some(window)
     }

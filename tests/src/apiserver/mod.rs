@@ -176,6 +176,10 @@ pub struct Recorded {
     pub status: u16,
     /// The fault injected, as [`Fault::label`].
     pub fault: Option<String>,
+    /// When the request arrived.
+    pub received: std::time::Instant,
+    /// When it was answered (`None`: dropped, or still in flight).
+    pub answered: Option<std::time::Instant>,
 }
 
 impl Recorded {
@@ -502,6 +506,8 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
+// The request log's times stand for a real server's clock; tests never control it.
+#[allow(clippy::disallowed_methods)]
 async fn handle(
     shared: Arc<Shared>,
     request: hyper::Request<hyper::body::Incoming>,
@@ -519,6 +525,8 @@ async fn handle(
         name: call.name().map(str::to_owned),
         status: 0,
         fault: None,
+        received: std::time::Instant::now(),
+        answered: None,
     });
     let fault = shared
         .faults
@@ -540,7 +548,10 @@ async fn handle(
         None => rest::dispatch(&shared, call, request).await,
     };
     let status = response.status().as_u16();
-    shared.update(seq, |r| r.status = status);
+    shared.update(seq, |r| {
+        r.status = status;
+        r.answered = Some(std::time::Instant::now());
+    });
     Ok(response)
 }
 

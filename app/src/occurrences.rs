@@ -1,16 +1,22 @@
-//! Coalescing of occurrence-count updates: at most one write per resource per interval, so an
-//! alert storm (every duplicate is an occurrence) does not become an API-server storm.
+//! Occurrence counts of duplicates: at most one write per resource per interval, so an alert
+//! storm (every duplicate is an occurrence) does not become an API-server storm.
 //!
 //! A duplicate records its count here (the dedup store's count: absolute, so merging two is a
 //! `max`); [`Coalescer::due`] hands out, once per interval per resource, the latest count to
-//! write. A resource found missing (its signal went into a storm aggregate, or is still buffered)
-//! is remembered as absent for a while, so its duplicates cost no API call at all.
+//! write, and [`OccurrenceFlusher::flush`] (the ticker's) writes it. A resource found missing
+//! (its signal went into a storm aggregate, or is still buffered) is remembered as absent for a
+//! while, so its duplicates cost no API call at all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gateway_ports::{Occurrences, Timestamp};
+use futures::StreamExt;
+use gateway_ports::{Occurrences, Signal, Timestamp, WriteFailure};
+
+use crate::metrics::Metrics;
+use crate::remediation;
+use crate::writer::RetryingWriter;
 
 /// How many resources may wait for their count update at most; beyond, the newest record is
 /// dropped (the count is bookkeeping, never the alert itself).
@@ -130,12 +136,15 @@ impl Coalescer {
             .collect()
     }
 
-    /// A write that failed transiently: back in the queue (merged with anything newer).
+    /// A write that failed transiently: back in the queue (merged with anything newer), unless
+    /// the queue is full.
     pub fn retry_later(&self, occurrences: Occurrences) {
         let key = key(&occurrences);
         let mut state = self.state();
+        let full = state.pending.len() >= MAX_PENDING;
         match state.pending.get_mut(&key) {
             Some(queued) => merge(queued, &occurrences),
+            None if full => {}
             None => {
                 state.pending.insert(key, occurrences);
             }
@@ -155,6 +164,131 @@ impl Coalescer {
     /// Updates waiting.
     pub fn pending(&self) -> usize {
         self.state().pending.len()
+    }
+}
+
+/// What became of one occurrence-count update, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OccurrenceUpdate {
+    /// Written onto its resource.
+    Written,
+    /// Folded into an update already waiting.
+    Coalesced,
+    /// The resource does not exist: nothing to count on.
+    Absent,
+    /// The write failed; kept for the next flush when the failure is transient.
+    Failed,
+    /// Too many resources waiting: dropped (a count, never an alert).
+    Dropped,
+}
+
+impl OccurrenceUpdate {
+    /// The metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OccurrenceUpdate::Written => "written",
+            OccurrenceUpdate::Coalesced => "coalesced",
+            OccurrenceUpdate::Absent => "absent",
+            OccurrenceUpdate::Failed => "failed",
+            OccurrenceUpdate::Dropped => "dropped",
+        }
+    }
+}
+
+/// How many occurrence-count writes run at once.
+const CONCURRENCY: usize = 16;
+
+/// Records the occurrence counts of duplicates and writes them, coalesced.
+#[derive(Debug)]
+pub struct OccurrenceFlusher {
+    coalescer: Coalescer,
+    writer: std::sync::Arc<RetryingWriter>,
+    metrics: Metrics,
+    fallback_namespace: String,
+}
+
+impl OccurrenceFlusher {
+    /// At most one write per resource per `interval`, through `writer`.
+    pub fn new(
+        interval: Duration,
+        writer: std::sync::Arc<RetryingWriter>,
+        metrics: Metrics,
+        fallback_namespace: String,
+    ) -> Self {
+        OccurrenceFlusher {
+            coalescer: Coalescer::new(interval),
+            writer,
+            metrics,
+            fallback_namespace,
+        }
+    }
+
+    /// The shortest time between two writes of one resource.
+    pub fn interval(&self) -> Duration {
+        self.coalescer.interval()
+    }
+
+    /// Queues the occurrence count of a duplicate of `signal`, whose dedup window (of `ttl`)
+    /// started at `window_start`, for its resource.
+    pub fn record(&self, signal: &Signal, window_start: Timestamp, ttl: Duration, count: u64) {
+        let occurrences = Occurrences {
+            name: remediation::signal_name(signal, window_start, ttl),
+            namespace: remediation::namespace_of(signal, &self.fallback_namespace),
+            last_occurrence: signal.received_time,
+            occurrence_count: count,
+        };
+        let update = match self.coalescer.record(occurrences, signal.received_time) {
+            Recorded::Queued => return,
+            Recorded::Coalesced => OccurrenceUpdate::Coalesced,
+            Recorded::Absent => OccurrenceUpdate::Absent,
+            Recorded::Dropped => OccurrenceUpdate::Dropped,
+        };
+        self.metrics.occurrence_update(update);
+    }
+
+    /// Writes the counts whose interval has passed (all of them with `everything`, at
+    /// shutdown): one write per resource, however many duplicates it had, several at once.
+    pub async fn flush(&self, now: Timestamp, everything: bool) {
+        let due = self.coalescer.due(now, everything);
+        let updates: Vec<OccurrenceUpdate> = futures::stream::iter(due)
+            .map(|occurrences| async move { self.write(occurrences, now, everything).await })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for update in updates {
+            self.metrics.occurrence_update(update);
+        }
+    }
+
+    async fn write(
+        &self,
+        occurrences: Occurrences,
+        now: Timestamp,
+        last: bool,
+    ) -> OccurrenceUpdate {
+        match self.writer.record_occurrences(&occurrences).await {
+            Ok(_) => OccurrenceUpdate::Written,
+            Err(e) if e.failure == WriteFailure::NotFound => {
+                self.coalescer.absent(&occurrences, now);
+                OccurrenceUpdate::Absent
+            }
+            Err(e) => {
+                let retryable = matches!(
+                    gateway_retry::classify(&e.failure),
+                    gateway_retry::Class::Retryable { .. }
+                );
+                tracing::debug!(error = %e, retryable, "occurrence count not written");
+                if retryable && !last {
+                    self.coalescer.retry_later(occurrences);
+                }
+                OccurrenceUpdate::Failed
+            }
+        }
+    }
+
+    /// Updates waiting.
+    pub fn pending(&self) -> usize {
+        self.coalescer.pending()
     }
 }
 

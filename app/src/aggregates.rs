@@ -1,0 +1,236 @@
+//! Storm aggregates, written coalesced: the creation at once (the request whose signal filled
+//! the buffer waits for it, under its deadline); growth at most once per aggregate per
+//! `--update-interval`, and the close, by the ticker.
+//!
+//! Per aggregate, the newest snapshot not yet written waits here; a newer one replaces it (the
+//! alert count only rises, and the closing snapshot is the newest of all). At most one write
+//! per aggregate is in flight, and no lock is held while it is, so writes of different
+//! aggregates run side by side and an aggregate is never written backwards: a snapshot older
+//! than one already written is dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use gateway_ports::{Timestamp, Written};
+use gateway_storm::Aggregate;
+
+use crate::metrics::Metrics;
+use crate::occurrences::OccurrenceUpdate;
+use crate::remediation;
+use crate::writer::{Deadline, Op, RetryingWriter};
+
+/// How many aggregate writes the ticker runs at once.
+const CONCURRENCY: usize = 16;
+
+/// How long an aggregate with nothing left to write is remembered (its window may live on in a
+/// store shared with replicas that close it): forgetting it early costs one extra write.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// Which of two snapshots of one aggregate is newer: more alerts, or the same and closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    alert_count: u64,
+    closed: bool,
+}
+
+fn rank(aggregate: &Aggregate) -> Rank {
+    Rank {
+        alert_count: aggregate.alert_count,
+        closed: aggregate.closed_at.is_some(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// The newest snapshot not yet written.
+    unwritten: Option<Aggregate>,
+    /// The newest snapshot written.
+    written: Option<Rank>,
+    /// When it was written.
+    written_at: Option<Timestamp>,
+    /// A write of this aggregate is under way.
+    in_flight: bool,
+}
+
+impl Entry {
+    /// Keeps `aggregate` when it is newer than everything known of this aggregate; `true` when
+    /// it took the place of an unwritten snapshot (two updates became one write).
+    fn offer(&mut self, aggregate: Aggregate) -> bool {
+        let newest = self.unwritten.as_ref().map(rank).max(self.written);
+        if newest.is_some_and(|newest| newest >= rank(&aggregate)) {
+            return false;
+        }
+        self.unwritten.replace(aggregate).is_some()
+    }
+
+    fn due(&self, now: Timestamp, interval: Duration, everything: bool) -> bool {
+        let Some(unwritten) = &self.unwritten else {
+            return false;
+        };
+        !self.in_flight
+            && (everything
+                || unwritten.closed_at.is_some()
+                || self
+                    .written_at
+                    .is_none_or(|at| now.saturating_since(at) >= interval))
+    }
+
+    /// Nothing left to write and nothing more will come (closed), or nothing heard for long.
+    fn finished(&self, now: Timestamp) -> bool {
+        !self.in_flight
+            && self.unwritten.is_none()
+            && (self.written.is_some_and(|w| w.closed)
+                || self
+                    .written_at
+                    .is_none_or(|at| now.saturating_since(at) >= FORGET_AFTER))
+    }
+}
+
+/// Storm aggregates waiting to be written, and their writes.
+#[derive(Debug)]
+pub struct AggregateWriter {
+    writer: Arc<RetryingWriter>,
+    metrics: Metrics,
+    fallback_namespace: String,
+    interval: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl AggregateWriter {
+    /// Aggregates written through `writer`, growth at most once per `interval`.
+    pub fn new(
+        writer: Arc<RetryingWriter>,
+        metrics: Metrics,
+        fallback_namespace: String,
+        interval: Duration,
+    ) -> Self {
+        AggregateWriter {
+            writer,
+            metrics,
+            fallback_namespace,
+            interval,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the aggregate a signal just completed, under the request's `deadline`. When
+    /// another write of it is under way, or it was written already, the snapshot waits for the
+    /// next flush instead. A creation that fails waits too: its signals live on in the window.
+    pub async fn create(
+        &self,
+        aggregate: Aggregate,
+        deadline: Deadline,
+        now: Timestamp,
+    ) -> Option<Written> {
+        let name = remediation::aggregate_name(&aggregate);
+        let aggregate = {
+            let mut entries = self.entries();
+            let entry = entries.entry(name.clone()).or_default();
+            // A request racing this one may have offered a newer snapshot already: the newest
+            // known is the one created.
+            entry.offer(aggregate);
+            if entry.in_flight || entry.written.is_some() {
+                return None;
+            }
+            let snapshot = entry.unwritten.take()?;
+            entry.in_flight = true;
+            snapshot
+        };
+        let request = remediation::for_aggregate(&aggregate, &self.fallback_namespace);
+        let result = self
+            .writer
+            .write(Op::Create, &request, Some(deadline))
+            .await;
+        let written = result.as_ref().ok().copied();
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "storm aggregate not created yet: the ticker writes it");
+        }
+        self.complete(&name, aggregate, written, now);
+        written
+    }
+
+    /// Keeps a newer snapshot of a growing (or closing) aggregate for the next flush.
+    pub fn update(&self, aggregate: Aggregate) {
+        let name = remediation::aggregate_name(&aggregate);
+        let mut entries = self.entries();
+        let entry = entries.entry(name).or_default();
+        self.offer(entry, aggregate);
+    }
+
+    fn offer(&self, entry: &mut Entry, aggregate: Aggregate) {
+        if entry.offer(aggregate) {
+            self.metrics.occurrence_update(OccurrenceUpdate::Coalesced);
+        }
+    }
+
+    /// Writes every aggregate that is due: closed ones at once, growing ones once per interval
+    /// (everything, at shutdown). Several aggregates are written at once; what fails waits for
+    /// the next flush.
+    pub async fn flush(&self, now: Timestamp, everything: bool) {
+        let due: Vec<(String, Aggregate)> = {
+            let mut entries = self.entries();
+            entries.retain(|_, entry| !entry.finished(now));
+            entries
+                .iter_mut()
+                .filter(|(_, entry)| entry.due(now, self.interval, everything))
+                .filter_map(|(name, entry)| {
+                    entry.in_flight = true;
+                    Some((name.clone(), entry.unwritten.take()?))
+                })
+                .collect()
+        };
+        futures::stream::iter(due)
+            .map(|(name, aggregate)| async move {
+                let request = remediation::for_aggregate(&aggregate, &self.fallback_namespace);
+                let written = match self.writer.write(Op::Update, &request, None).await {
+                    Ok(written) => Some(written),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "storm aggregate not written: trying again next tick");
+                        None
+                    }
+                };
+                self.complete(&name, aggregate, written, now);
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<()>()
+            .await;
+    }
+
+    /// Records the end of a write of `aggregate`.
+    fn complete(&self, name: &str, aggregate: Aggregate, written: Option<Written>, now: Timestamp) {
+        let mut entries = self.entries();
+        let entry = entries.entry(name.to_owned()).or_default();
+        entry.in_flight = false;
+        match written {
+            // Written: the resource has this content (or newer, if a newer one was written).
+            Some(Written::Created | Written::Updated) => {
+                let done = rank(&aggregate);
+                entry.written = entry.written.max(Some(done));
+                entry.written_at = Some(now);
+                if entry.unwritten.as_ref().is_some_and(|u| rank(u) <= done) {
+                    entry.unwritten = None;
+                }
+            }
+            // A create that met an existing resource (a retry whose first attempt landed, or
+            // a replica sharing the window) did not write this content: it waits to be written
+            // as an update. So does a failed write.
+            Some(Written::AlreadyExisted) | None => {
+                entry.offer(aggregate);
+            }
+        }
+    }
+
+    /// Aggregates with a snapshot waiting to be written.
+    pub fn unwritten(&self) -> usize {
+        self.entries()
+            .values()
+            .filter(|e| e.unwritten.is_some())
+            .count()
+    }
+}
