@@ -328,10 +328,12 @@ async fn schema_violations_are_422_invalid_with_causes_naming_the_field() {
     assert!(server.objects(Resource::RemediationRequests).is_empty());
 
     // Unknown fields are pruned (with a warning), as a structural schema does; nulls of
-    // nullable fields stay, defaults fill in.
+    // nullable fields stay (`stormWindowEnd`), nulls of the others go (`stormType`: the model
+    // never writes one), defaults fill in.
     let mut extra = sample_remediation(NS, "rr-extra");
     extra["spec"]["notInTheSchema"] = json!(1);
     extra["spec"]["stormType"] = Value::Null;
+    extra["spec"]["stormWindowEnd"] = Value::Null;
     extra["spec"].as_object_mut().unwrap().remove("isStorm");
     let created = api
         .create(
@@ -342,7 +344,9 @@ async fn schema_violations_are_422_invalid_with_causes_naming_the_field() {
         .unwrap();
     assert!(created.data["spec"].get("notInTheSchema").is_none());
     assert_eq!(created.data["spec"]["isStorm"], false);
-    assert_eq!(created.data["spec"]["stormType"], Value::Null);
+    assert_eq!(created.data["spec"]["stormWindowEnd"], Value::Null);
+    assert!(created.data["spec"].get("stormWindowEnd").is_some());
+    assert!(created.data["spec"].get("stormType").is_none());
 }
 
 #[tokio::test]
@@ -503,14 +507,13 @@ async fn merge_and_json_patches_apply_and_fail_as_the_api_does() {
     )
     .await
     .unwrap();
+    // A lone `stormWindow` is no storm the model can hold (its storm part is all or nothing):
+    // read from the JSON, as the server stored it.
+    assert_eq!(patched["spec"]["stormWindow"], "HighMemoryUsage");
     let patched: RemediationRequest = serde_json::from_value(patched).unwrap();
     assert_eq!(patched.spec.deduplication.occurrence_count, 6);
     assert_eq!(patched.spec.signal_labels["team"], "payments");
     assert!(patched.spec.signal_annotations.is_empty());
-    assert_eq!(
-        patched.spec.storm_window.as_deref(),
-        Some("HighMemoryUsage")
-    );
 
     let failed_test = api_error(
         json_patch(
@@ -640,7 +643,7 @@ async fn the_status_subresource_changes_only_the_status() {
         phase: Some("Processing".into()),
         message: None,
     });
-    with_status.spec.severity = gateway_adapter_kube::crd::Severity::Info;
+    with_status.spec.severity = gateway_ports::Severity::Info;
     let after = api
         .replace_status("rr-1", &PostParams::default(), &with_status)
         .await

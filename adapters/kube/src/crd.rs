@@ -1,15 +1,15 @@
-//! The `RemediationRequest` custom resource (`remediation.kubernaut.io/v1alpha1`), defined here with
-//! kube's `CustomResource` derive and schemars; `gateway crd` prints it and `deploy/crd.yaml` is a
-//! generated copy (a test fails when the two drift).
-//!
-//! The spec has the same JSON shape as [`gateway_ports::remediation::RemediationRequestSpec`]:
-//! [`to_resource`] converts through `serde_json`, and a test checks that every field the ports
-//! model writes is one the schema declares, so the directory sink and the API write the same
-//! document.
+//! The `RemediationRequest` custom resource (`remediation.kubernaut.io/v1alpha1`): kube's
+//! `CustomResource` derive over the ports model. Its spec *is*
+//! [`gateway_ports::remediation::RemediationRequestSpec`] (a transparent wrapper, which the orphan
+//! rule asks for: the derive must sit on a type of this crate), and the schema is generated from
+//! that model (its `schema` feature derives `schemars::JsonSchema`), so there is one model of the
+//! spec and the directory sink and the API write the same document. `gateway crd` prints the
+//! definition and `deploy/crd.yaml` is a generated copy (a test fails when the two drift).
 
-use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
 use gateway_ports::RemediationRequest as PortRequest;
+use gateway_ports::remediation::RemediationRequestSpec as PortSpec;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResource;
 use kube::api::ObjectMeta;
@@ -24,7 +24,7 @@ pub const VERSION: &str = "v1alpha1";
 /// Plural resource name (the URL path segment, and the RBAC resource).
 pub const PLURAL: &str = "remediationrequests";
 
-/// A remediation the gateway asks the platform to carry out, for one signal or one storm.
+/// The spec of the custom resource: the ports model, as it is on the wire and in the schema.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "remediation.kubernaut.io",
@@ -34,122 +34,43 @@ pub const PLURAL: &str = "remediationrequests";
     shortname = "rr",
     namespaced,
     status = "RemediationRequestStatus",
+    doc = "A remediation the gateway asks the platform to carry out, for one signal or one storm.",
     printcolumn = r#"{"name":"Signal","type":"string","jsonPath":".spec.signalName"}"#,
     printcolumn = r#"{"name":"Severity","type":"string","jsonPath":".spec.severity"}"#,
     printcolumn = r#"{"name":"Storm","type":"boolean","jsonPath":".spec.isStorm"}"#,
     printcolumn = r#"{"name":"Occurrences","type":"integer","jsonPath":".spec.deduplication.occurrenceCount"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
-pub struct RemediationRequestSpec {
-    /// SHA-256 of (alert name, namespace, target kind, target name), 64 lowercase hex digits. For
-    /// a storm aggregate, the fingerprint of the signal that opened the window.
-    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
-    pub signal_fingerprint: String,
-    /// Alert name (Prometheus) or event reason (Kubernetes).
-    #[schemars(length(min = 1))]
-    pub signal_name: String,
-    /// Normalised severity.
-    pub severity: Severity,
-    /// `prometheus-alert` or `kubernetes-event`.
-    pub signal_type: String,
-    /// The gateway adapter that received the signal (`prometheus`, `kubernetes-event`).
-    pub signal_source: String,
-    /// What kind of target this is (`kubernetes`).
-    pub target_type: String,
-    /// The object to remediate.
-    pub target_resource: ResourceRef,
-    /// When the condition started (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub firing_time: String,
-    /// When the gateway received the signal (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub received_time: String,
-    /// The signal's labels.
-    #[serde(default)]
-    pub signal_labels: BTreeMap<String, String>,
-    /// The signal's annotations.
-    #[serde(default)]
-    pub signal_annotations: BTreeMap<String, String>,
-    /// True when this resource aggregates an alert storm.
-    #[serde(default)]
-    pub is_storm: bool,
-    /// `rate` (too many signals of one alert name per minute) or `pattern` (too many distinct
-    /// resources hit within two minutes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_type: Option<StormType>,
-    /// How long the aggregation window has been open (closed: its whole length), e.g. `2m 30s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_window: Option<String>,
-    /// When the aggregation window opened (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
-    pub storm_window_start: Option<String>,
-    /// When it closed (absent while it is open).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
-    pub storm_window_end: Option<String>,
-    /// Every signal the window took in, sampled-out ones included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub storm_alert_count: Option<u64>,
-    /// Of those, how many were sampled out (counted, not listed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_sampled_out_count: Option<u64>,
-    /// The distinct resources the storm hit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affected_resources: Option<Vec<ResourceRef>>,
-    /// Deduplication bookkeeping.
-    pub deduplication: Deduplication,
+#[serde(transparent)]
+// Empty: not inserted, so `spec`'s description stays the model's own.
+#[schemars(description = "")]
+pub struct RemediationRequestSpec(pub PortSpec);
+
+impl RemediationRequestSpec {
+    /// The ports model.
+    pub fn into_inner(self) -> PortSpec {
+        self.0
+    }
 }
 
-/// Normalised severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Needs a human or a remediation now.
-    Critical,
-    /// Degradation.
-    Warning,
-    /// Everything else.
-    Info,
+impl From<PortSpec> for RemediationRequestSpec {
+    fn from(spec: PortSpec) -> Self {
+        RemediationRequestSpec(spec)
+    }
 }
 
-/// The kind of storm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StormType {
-    /// Too many signals of one alert name in a minute.
-    Rate,
-    /// Too many distinct resources hit by one alert name in two minutes.
-    Pattern,
+// The wrapper adds nothing to the model (no invariant, no field): it reads as the model.
+impl Deref for RemediationRequestSpec {
+    type Target = PortSpec;
+    fn deref(&self) -> &PortSpec {
+        &self.0
+    }
 }
 
-/// A Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ResourceRef {
-    /// `Pod`, `Deployment`, `Node`, … (`Unknown` when the signal names none).
-    pub kind: String,
-    /// The object's name (empty when the signal names none).
-    pub name: String,
-    /// The object's namespace (empty for cluster-scoped objects).
-    #[serde(default)]
-    pub namespace: String,
-}
-
-/// Deduplication bookkeeping of the signal (or storm) behind the resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Deduplication {
-    /// First occurrence in the current window (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub first_occurrence: String,
-    /// Latest occurrence the gateway has recorded (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub last_occurrence: String,
-    /// Occurrences in the window, this resource's first included.
-    #[schemars(range(min = 1))]
-    pub occurrence_count: u64,
+impl DerefMut for RemediationRequestSpec {
+    fn deref_mut(&mut self) -> &mut PortSpec {
+        &mut self.0
+    }
 }
 
 /// Written by the controllers that act on the request; the gateway never writes it.
@@ -164,34 +85,18 @@ pub struct RemediationRequestStatus {
     pub message: Option<String>,
 }
 
-/// The ports model does not have the CRD's JSON shape (it cannot, being vendor-free).
-#[derive(Debug, thiserror::Error)]
-#[error("the RemediationRequest {name} does not fit the CRD: {source}")]
-pub struct ShapeError {
-    name: String,
-    #[source]
-    source: serde_json::Error,
-}
-
 /// The custom resource for a ports-model request.
-pub fn to_resource(request: &PortRequest) -> Result<RemediationRequest, ShapeError> {
-    let shape = |source| ShapeError {
-        name: request.name.clone(),
-        source,
-    };
-    let spec: RemediationRequestSpec =
-        serde_json::from_value(serde_json::to_value(&request.spec).map_err(shape)?)
-            .map_err(shape)?;
-    Ok(RemediationRequest {
+pub fn to_resource(request: &PortRequest) -> RemediationRequest {
+    RemediationRequest {
         metadata: ObjectMeta {
             name: Some(request.name.clone()),
             namespace: Some(request.namespace.clone()),
             labels: Some(request.labels.clone()),
             ..ObjectMeta::default()
         },
-        spec,
+        spec: RemediationRequestSpec(request.spec.clone()),
         status: None,
-    })
+    }
 }
 
 /// The CustomResourceDefinition object.
@@ -201,8 +106,8 @@ pub fn definition() -> CustomResourceDefinition {
 
 /// The CustomResourceDefinition as the YAML `kubectl apply` takes (what `gateway crd` prints).
 pub fn definition_yaml() -> String {
-    let header =
-        "# Generated by `gateway crd` from adapters/kube/src/crd.rs: do not edit by hand.\n";
+    let header = "# Generated by `gateway crd` from adapters/kube/src/crd.rs and the ports model \
+                  (gateway_ports::remediation): do not edit by hand.\n";
     match serde_norway::to_string(&definition()) {
         Ok(yaml) => format!("{header}{yaml}"),
         // A CRD object always serialises; keep the signature honest rather than panic.
@@ -212,14 +117,14 @@ pub fn definition_yaml() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use gateway_ports::remediation::{
-        DeduplicationInfo, RemediationRequestSpec as PortSpec, StormInfo,
-    };
-    use gateway_ports::{Fingerprint, ResourceRef as PortRef, Severity as PortSeverity, Timestamp};
+    use gateway_ports::remediation::{DeduplicationInfo, StormInfo};
+    use gateway_ports::{Fingerprint, ResourceRef, Severity, Timestamp};
 
     fn port_request(storm: bool) -> PortRequest {
-        let resource = PortRef {
+        let resource = ResourceRef {
             kind: "Pod".into(),
             name: "api-1".into(),
             namespace: "prod".into(),
@@ -232,7 +137,7 @@ mod tests {
             spec: PortSpec {
                 signal_fingerprint: Fingerprint::from_hex(&"ab".repeat(32)).expect("valid"),
                 signal_name: "HighMemory".into(),
-                severity: PortSeverity::Critical,
+                severity: Severity::Critical,
                 signal_type: "prometheus-alert".into(),
                 signal_source: "prometheus".into(),
                 target_type: "kubernetes".into(),
@@ -273,12 +178,15 @@ mod tests {
     fn every_field_of_the_ports_model_round_trips_through_the_crd_spec() {
         for storm in [false, true] {
             let request = port_request(storm);
-            let resource = to_resource(&request).expect("fits");
+            let resource = to_resource(&request);
             assert_eq!(
                 serde_json::to_value(&resource.spec).expect("json"),
                 serde_json::to_value(&request.spec).expect("json"),
                 "the CRD spec must carry exactly the ports model's fields"
             );
+            let wire = serde_json::to_value(&resource).expect("json");
+            let read: RemediationRequest = serde_json::from_value(wire).expect("reads back");
+            assert_eq!(read.spec.into_inner(), request.spec);
             assert_eq!(
                 resource.metadata.name.as_deref(),
                 Some(request.name.as_str())
