@@ -117,11 +117,12 @@ pub fn definition_yaml() -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use gateway_ports::remediation::{DeduplicationInfo, StormInfo};
     use gateway_ports::{Fingerprint, ResourceRef, Severity, Timestamp};
+    use serde_json::{Value, json};
 
     fn port_request(storm: bool) -> PortRequest {
         let resource = ResourceRef {
@@ -145,7 +146,7 @@ mod tests {
                 firing_time: t,
                 received_time: t,
                 signal_labels: BTreeMap::from([("team".into(), "a".into())]),
-                signal_annotations: BTreeMap::new(),
+                signal_annotations: BTreeMap::from([("summary".into(), "high".into())]),
                 is_storm: storm,
                 storm: storm.then(|| StormInfo {
                     storm_type: "pattern".into(),
@@ -165,6 +166,103 @@ mod tests {
         }
     }
 
+    /// Every shape the ports model writes: an individual signal, a storm aggregate whose window
+    /// is open (no end) and one whose window closed.
+    fn variants() -> Vec<PortRequest> {
+        let mut open = port_request(true);
+        if let Some(storm) = open.spec.storm.as_mut() {
+            storm.storm_window_end = None;
+        }
+        vec![port_request(false), open, port_request(true)]
+    }
+
+    /// The CRD's `openAPIV3Schema`, as JSON.
+    fn open_api_schema() -> Value {
+        let crd = definition();
+        serde_json::to_value(&crd.spec.versions[0].schema).expect("json")["openAPIV3Schema"].clone()
+    }
+
+    fn spec_schema() -> Value {
+        open_api_schema()["properties"]["spec"].clone()
+    }
+
+    /// Every path a schema declares, with its JSON type: `a.b` for properties, `a[]` for array
+    /// items, `a.*` for the values of a map (`additionalProperties`).
+    fn schema_paths(schema: &Value, path: &str, out: &mut BTreeMap<String, String>) {
+        let kind = schema["type"].as_str().unwrap_or("<no type>").to_owned();
+        out.insert(path.to_owned(), kind);
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, child) in properties {
+                schema_paths(child, &format!("{path}.{key}"), out);
+            }
+        }
+        if schema["additionalProperties"].is_object() {
+            schema_paths(&schema["additionalProperties"], &format!("{path}.*"), out);
+        }
+        if schema["items"].is_object() {
+            schema_paths(&schema["items"], &format!("{path}[]"), out);
+        }
+    }
+
+    /// Every path a value has, with its JSON type, named as [`schema_paths`] names them (the
+    /// schema is consulted only to tell a map's free keys, `*`, from declared properties).
+    fn value_paths(value: &Value, schema: &Value, path: &str, out: &mut BTreeMap<String, String>) {
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        out.insert(path.to_owned(), kind.to_owned());
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let (name, child_schema) = match schema["properties"].get(key) {
+                        Some(declared) => (key.as_str(), declared),
+                        None if schema["additionalProperties"].is_object() => {
+                            ("*", &schema["additionalProperties"])
+                        }
+                        None => (key.as_str(), &Value::Null),
+                    };
+                    value_paths(child, child_schema, &format!("{path}.{name}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    value_paths(item, &schema["items"], &format!("{path}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every schema node under `schema`, with its path.
+    fn nodes<'a>(schema: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+        out.push((path.to_owned(), schema));
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, child) in properties {
+                nodes(child, &format!("{path}.{key}"), out);
+            }
+        }
+        for (keyword, suffix) in [("additionalProperties", ".*"), ("items", "[]")] {
+            if schema[keyword].is_object() {
+                nodes(&schema[keyword], &format!("{path}{suffix}"), out);
+            }
+        }
+    }
+
+    fn required(schema: &Value) -> BTreeSet<&str> {
+        schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
+    }
+
     #[test]
     fn the_generated_copy_in_deploy_matches_the_code() {
         let committed = include_str!("../../../deploy/crd.yaml");
@@ -176,8 +274,7 @@ mod tests {
 
     #[test]
     fn every_field_of_the_ports_model_round_trips_through_the_crd_spec() {
-        for storm in [false, true] {
-            let request = port_request(storm);
+        for request in variants() {
             let resource = to_resource(&request);
             assert_eq!(
                 serde_json::to_value(&resource.spec).expect("json"),
@@ -191,7 +288,149 @@ mod tests {
                 resource.metadata.name.as_deref(),
                 Some(request.name.as_str())
             );
+            assert_eq!(
+                resource.metadata.namespace.as_deref(),
+                Some(request.namespace.as_str())
+            );
+            assert_eq!(resource.metadata.labels.as_ref(), Some(&request.labels));
         }
+    }
+
+    #[test]
+    fn the_schema_declares_exactly_the_fields_the_ports_model_writes_with_their_json_types() {
+        let schema = spec_schema();
+        let mut declared = BTreeMap::new();
+        schema_paths(&schema, "spec", &mut declared);
+        let mut written = BTreeMap::new();
+        for request in variants() {
+            let value = serde_json::to_value(&request.spec).expect("json");
+            value_paths(&value, &schema, "spec", &mut written);
+        }
+        let only_written: Vec<_> = written
+            .iter()
+            .filter(|(path, kind)| declared.get(*path) != Some(kind))
+            .collect();
+        let only_declared: Vec<_> = declared
+            .iter()
+            .filter(|(path, kind)| written.get(*path) != Some(kind))
+            .collect();
+        assert!(
+            only_written.is_empty() && only_declared.is_empty(),
+            "the model writes, undeclared or with another type: {only_written:?}; \
+             the schema declares, never written: {only_declared:?}"
+        );
+        // Not vacuous: the storm fields (flattened) and the nested objects are in it.
+        for path in [
+            "spec.stormType",
+            "spec.stormWindowEnd",
+            "spec.affectedResources[].namespace",
+            "spec.signalLabels.*",
+            "spec.deduplication.occurrenceCount",
+        ] {
+            assert!(declared.contains_key(path), "{path}");
+        }
+        assert_eq!(declared.len(), 33, "{declared:#?}");
+    }
+
+    #[test]
+    fn the_schema_keeps_the_crds_constraints() {
+        let spec = spec_schema();
+        let p = &spec["properties"];
+        assert_eq!(p["signalFingerprint"]["pattern"], "^[0-9a-f]{64}$");
+        assert_eq!(
+            p["severity"]["enum"],
+            json!(["critical", "warning", "info"])
+        );
+        assert_eq!(p["stormType"]["enum"], json!(["rate", "pattern"]));
+        assert_eq!(p["signalName"]["minLength"], 1);
+        assert_eq!(
+            p["deduplication"]["properties"]["occurrenceCount"]["minimum"],
+            1.0
+        );
+        assert_eq!(p["stormAlertCount"]["minimum"], 1.0);
+        assert_eq!(p["stormSampledOutCount"]["minimum"], 0.0);
+        for time in [
+            &p["firingTime"],
+            &p["receivedTime"],
+            &p["stormWindowStart"],
+            &p["stormWindowEnd"],
+            &p["deduplication"]["properties"]["firstOccurrence"],
+            &p["deduplication"]["properties"]["lastOccurrence"],
+        ] {
+            assert_eq!(
+                (&time["type"], &time["format"]),
+                (&json!("string"), &json!("date-time"))
+            );
+        }
+        assert_eq!(p["signalLabels"]["default"], json!({}));
+        assert_eq!(p["signalAnnotations"]["default"], json!({}));
+        assert_eq!(p["isStorm"]["default"], false);
+        for resource in [&p["targetResource"], &p["affectedResources"]["items"]] {
+            assert_eq!(resource["properties"]["namespace"]["default"], "");
+            assert_eq!(required(resource), BTreeSet::from(["kind", "name"]));
+        }
+        assert_eq!(
+            required(&spec),
+            BTreeSet::from([
+                "deduplication",
+                "firingTime",
+                "receivedTime",
+                "severity",
+                "signalFingerprint",
+                "signalName",
+                "signalSource",
+                "signalType",
+                "targetResource",
+                "targetType",
+            ]),
+            "the storm fields (flattened, optional) and the defaulted ones are not required"
+        );
+        assert_eq!(
+            required(&p["deduplication"]),
+            BTreeSet::from(["firstOccurrence", "lastOccurrence", "occurrenceCount"])
+        );
+    }
+
+    #[test]
+    fn the_schema_is_structural() {
+        let root = open_api_schema();
+        let mut all = Vec::new();
+        nodes(&root, "", &mut all);
+        for (path, node) in &all {
+            for keyword in [
+                "anyOf",
+                "oneOf",
+                "allOf",
+                "not",
+                "$ref",
+                "definitions",
+                "$defs",
+            ] {
+                assert!(node.get(keyword).is_none(), "{keyword} at {path:?}");
+            }
+            assert!(node["type"].is_string(), "no type at {path:?}");
+            assert!(
+                !(node.get("properties").is_some() && node.get("additionalProperties").is_some()),
+                "properties and additionalProperties at {path:?}"
+            );
+        }
+        // The model never writes a null; it reads one only as an absent `stormWindowEnd` (an
+        // `Option` of its own). Elsewhere a null is pruned, as Kubernetes prunes nulls of
+        // non-nullable fields. The status is the controllers'.
+        let nullable: Vec<&str> = all
+            .iter()
+            .filter(|(_, node)| node["nullable"] == true)
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(
+            nullable,
+            [
+                ".spec.stormWindowEnd",
+                ".status",
+                ".status.message",
+                ".status.phase"
+            ]
+        );
     }
 
     #[test]
@@ -199,14 +438,33 @@ mod tests {
         let crd = definition();
         assert_eq!(crd.spec.group, GROUP);
         assert_eq!(crd.spec.names.plural, PLURAL);
+        assert_eq!(crd.spec.names.kind, "RemediationRequest");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["rr".to_owned()]));
         assert_eq!(crd.spec.scope, "Namespaced");
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, VERSION);
+        assert!(version.served && version.storage);
         assert!(
             version
                 .subresources
                 .as_ref()
                 .is_some_and(|s| s.status.is_some())
+        );
+        let columns: Vec<(&str, &str)> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| (c.name.as_str(), c.json_path.as_str()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("Signal", ".spec.signalName"),
+                ("Severity", ".spec.severity"),
+                ("Storm", ".spec.isStorm"),
+                ("Occurrences", ".spec.deduplication.occurrenceCount"),
+                ("Age", ".metadata.creationTimestamp"),
+            ]
         );
         let schema = serde_json::to_value(&version.schema).expect("json");
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
@@ -217,6 +475,10 @@ mod tests {
         assert_eq!(
             spec["properties"]["severity"]["enum"],
             serde_json::json!(["critical", "warning", "info"])
+        );
+        assert_eq!(
+            required(&schema["openAPIV3Schema"]),
+            BTreeSet::from(["spec"])
         );
         let yaml = definition_yaml();
         assert!(yaml.starts_with("# Generated by `gateway crd`"));
