@@ -1,8 +1,10 @@
 //! The [`RemediationWriter`] port and the `RemediationRequest` it writes.
 //!
-//! The model mirrors the CRD's spec (group `remediation.kubernaut.io`, version `v1alpha1`); field
-//! names serialise in the CRD's camelCase, so a directory sink and the Kubernetes sink write the
-//! same document.
+//! The model *is* the CRD's spec (group `remediation.kubernaut.io`, version `v1alpha1`): field
+//! names serialise in camelCase, the directory sink writes it as it is, and the Kubernetes
+//! adapter's CRD schema is generated from it (the `schema` feature derives `schemars::JsonSchema`
+//! on the spec and every type it holds), so both sinks write the same document and a field added
+//! here is a field of the CRD.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,25 +33,31 @@ impl<'de> Deserialize<'de> for Timestamp {
 /// A resource the remediation concerns (the target, or one of a storm's affected resources).
 pub type AffectedResource = ResourceRef;
 
-/// Deduplication bookkeeping of the signal behind a remediation.
+/// Deduplication bookkeeping of the signal (or storm) behind a remediation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeduplicationInfo {
     /// First occurrence in the current window.
     pub first_occurrence: Timestamp,
-    /// Latest occurrence known when the resource was last written.
+    /// Latest occurrence the gateway has recorded.
     pub last_occurrence: Timestamp,
-    /// Occurrences in the window.
+    /// Occurrences in the window, this resource's first included.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub occurrence_count: u64,
 }
 
 /// The storm part of an aggregated remediation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StormInfo {
-    /// `rate` or `pattern`.
+    /// `rate` (too many signals of one alert name per minute) or `pattern` (too many distinct
+    /// resources hit within two minutes).
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["rate", "pattern"])))]
     pub storm_type: String,
-    /// How long the window has been open (closed: its whole length), in words (`2m 30s`).
+    /// How long the aggregation window has been open (closed: its whole length), in words
+    /// (`2m 30s`).
     pub storm_window: String,
     /// When the aggregation window opened.
     pub storm_window_start: Timestamp,
@@ -57,42 +65,52 @@ pub struct StormInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_window_end: Option<Timestamp>,
     /// Every signal the window took in, sampled-out ones included.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub storm_alert_count: u64,
     /// Of those, how many were sampled out (counted, not stored as resources).
     pub storm_sampled_out_count: u64,
-    /// The distinct resources hit.
+    /// The distinct resources the storm hit.
     pub affected_resources: Vec<AffectedResource>,
 }
 
-/// The spec of a `RemediationRequest`.
+/// The spec of a `RemediationRequest`: a remediation the gateway asks the platform to carry out,
+/// for one signal or one storm.
+// One paragraph: with the `schema` feature this doc is the CRD's description of `spec` (and the
+// field docs below are its fields' descriptions, as `kubectl explain` shows them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RemediationRequestSpec {
-    /// The signal's fingerprint (for an aggregate: its first signal's).
+    /// SHA-256 of (alert name, namespace, target kind, target name), 64 lowercase hex digits. For
+    /// a storm aggregate, the fingerprint of the signal that opened the window.
     pub signal_fingerprint: Fingerprint,
-    /// Alert name or event reason.
+    /// Alert name (Prometheus) or event reason (Kubernetes).
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub signal_name: String,
     /// Normalised severity.
     pub severity: Severity,
     /// `prometheus-alert` or `kubernetes-event`.
     pub signal_type: String,
-    /// The adapter that received it (`prometheus`, `kubernetes-event`).
+    /// The gateway adapter that received the signal (`prometheus`, `kubernetes-event`).
     pub signal_source: String,
-    /// Always `kubernetes` today.
+    /// What kind of target this is (`kubernetes`).
     pub target_type: String,
     /// The object to remediate.
     pub target_resource: ResourceRef,
     /// When the condition started.
     pub firing_time: Timestamp,
-    /// When the gateway received it.
+    /// When the gateway received the signal.
     pub received_time: Timestamp,
     /// The signal's labels.
+    #[serde(default)]
     pub signal_labels: BTreeMap<String, String>,
     /// The signal's annotations.
+    #[serde(default)]
     pub signal_annotations: BTreeMap<String, String>,
-    /// Whether this aggregates a storm.
+    /// True when this resource aggregates an alert storm.
+    #[serde(default)]
     pub is_storm: bool,
-    /// The storm part, for aggregates.
+    /// The storm part, for aggregates: its fields sit beside the others (`stormType`, …).
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub storm: Option<StormInfo>,
     /// Deduplication bookkeeping.

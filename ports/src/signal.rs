@@ -64,6 +64,25 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// A string of the form [`Fingerprint::from_hex`] accepts.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Fingerprint {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fingerprint".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+        })
+    }
+}
+
 /// Where a signal came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -96,6 +115,7 @@ pub enum SignalStatus {
 
 /// Normalised severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Needs a human or a remediation now.
@@ -119,12 +139,16 @@ impl Severity {
 
 /// The Kubernetes object a signal is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResourceRef {
     /// `Pod`, `Deployment`, `Node`, … (`Unknown` when the signal names none).
     pub kind: String,
     /// The object's name (empty when the signal names none).
     pub name: String,
     /// The object's namespace (empty for cluster-scoped objects).
+    // Optional in the schema with `""` as its default, as the CRD has always had it: the API
+    // server fills it in, so a resource read back always carries it.
+    #[cfg_attr(feature = "schema", schemars(default))]
     pub namespace: String,
 }
 
@@ -163,4 +187,39 @@ pub struct Signal {
     pub labels: BTreeMap<String, String>,
     /// The source's annotations (for events: the message).
     pub annotations: BTreeMap<String, String>,
+}
+
+#[cfg(all(test, feature = "schema"))]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn the_schemas_say_what_the_types_accept() {
+        let fingerprint = schemars::schema_for!(Fingerprint);
+        assert_eq!(fingerprint.get("type"), Some(&"string".into()));
+        assert_eq!(fingerprint.get("pattern"), Some(&"^[0-9a-f]{64}$".into()));
+
+        let severity = schemars::schema_for!(Severity);
+        let values: Vec<serde_json::Value> =
+            [Severity::Critical, Severity::Warning, Severity::Info]
+                .iter()
+                .map(|s| s.as_str().into())
+                .collect();
+        // One `const` per (documented) variant; the kube adapter's CRD turns them into an `enum`.
+        let consts: Vec<_> = severity
+            .get("oneOf")
+            .and_then(|o| o.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|variant| variant.get("const").cloned())
+            .collect();
+        assert_eq!(consts, values);
+
+        let resource = schemars::schema_for!(ResourceRef);
+        assert_eq!(
+            resource.get("required"),
+            Some(&vec!["kind", "name"].into()),
+            "namespace is optional in the schema, defaulted to \"\""
+        );
+    }
 }

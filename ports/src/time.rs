@@ -91,6 +91,25 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// An RFC 3339 string, as a `Timestamp` serialises ([`Timestamp::to_rfc3339`]).
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Timestamp {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+        })
+    }
+}
+
 /// The source of the current time.
 ///
 /// Contract: `now` never goes backwards by more than the operating system's own clock does; the
@@ -126,5 +145,13 @@ mod tests {
             Timestamp::from_secs(1).saturating_since(Timestamp::from_secs(2)),
             Duration::ZERO
         );
+    }
+
+    #[cfg(feature = "schema")]
+    #[test]
+    fn the_schema_is_an_rfc3339_string() {
+        let schema = schemars::schema_for!(Timestamp);
+        assert_eq!(schema.get("type"), Some(&"string".into()));
+        assert_eq!(schema.get("format"), Some(&"date-time".into()));
     }
 }

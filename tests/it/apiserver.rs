@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use gateway_adapter_kube::crd::{RemediationRequest, RemediationRequestStatus};
+use gateway_adapter_kube::crd::{RemediationRequest, RemediationRequestStatus, to_resource};
 use gateway_tests::apiserver::{ApiServer, Fault, Filter, Resource, sample_remediation};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
@@ -180,6 +180,87 @@ async fn create_sets_server_metadata_drops_status_and_get_returns_it() {
     );
 }
 
+/// Every shape the ports model writes: an individual signal (here on a cluster-scoped object),
+/// a storm aggregate whose window is open (no end), one whose window closed.
+fn model_variants() -> Vec<gateway_ports::RemediationRequest> {
+    use gateway_ports::remediation::{DeduplicationInfo, RemediationRequestSpec, StormInfo};
+    use gateway_ports::{Fingerprint, ResourceRef, Severity, Timestamp};
+    let t = Timestamp::from_millis(1_764_090_000_123);
+    let pod = |name: &str| ResourceRef {
+        kind: "Pod".to_owned(),
+        name: name.to_owned(),
+        namespace: NS.to_owned(),
+    };
+    let request = |name: &str, storm: Option<StormInfo>| gateway_ports::RemediationRequest {
+        name: name.to_owned(),
+        namespace: NS.to_owned(),
+        labels: [("kubernaut.io/storm".to_owned(), storm.is_some().to_string())].into(),
+        spec: RemediationRequestSpec {
+            signal_fingerprint: Fingerprint::from_hex(&"0a".repeat(32)).unwrap(),
+            signal_name: "HighMemoryUsage".to_owned(),
+            severity: Severity::Warning,
+            signal_type: "prometheus-alert".to_owned(),
+            signal_source: "prometheus".to_owned(),
+            target_type: "kubernetes".to_owned(),
+            target_resource: match storm {
+                Some(_) => pod("api-1"),
+                None => ResourceRef {
+                    kind: "Node".to_owned(),
+                    name: "worker-1".to_owned(),
+                    namespace: String::new(),
+                },
+            },
+            firing_time: t,
+            received_time: t,
+            signal_labels: [("team".to_owned(), "payments".to_owned())].into(),
+            signal_annotations: [("summary".to_owned(), "memory above 90%".to_owned())].into(),
+            is_storm: storm.is_some(),
+            storm,
+            deduplication: DeduplicationInfo {
+                first_occurrence: t,
+                last_occurrence: t,
+                occurrence_count: 2,
+            },
+        },
+    };
+    let storm = |end: Option<Timestamp>| StormInfo {
+        storm_type: "rate".to_owned(),
+        storm_window: "2m 30s".to_owned(),
+        storm_window_start: t,
+        storm_window_end: end,
+        storm_alert_count: 40,
+        storm_sampled_out_count: 10,
+        affected_resources: vec![pod("api-1"), pod("api-2")],
+    };
+    vec![
+        request("rr-individual", None),
+        request("rr-storm-open", Some(storm(None))),
+        request("rr-storm-closed", Some(storm(Some(t)))),
+    ]
+}
+
+#[tokio::test]
+async fn every_shape_the_ports_model_writes_is_accepted_and_stored_as_it_is() {
+    let server = ApiServer::start().await;
+    let api = remediations(&server);
+    for request in model_variants() {
+        let created = api
+            .create(&PostParams::default(), &to_resource(&request))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", request.name));
+        assert_eq!(created.spec.into_inner(), request.spec, "{}", request.name);
+        let stored = server
+            .object(Resource::RemediationRequests, NS, &request.name)
+            .unwrap();
+        assert_eq!(
+            stored["spec"],
+            serde_json::to_value(&request.spec).unwrap(),
+            "{}: nothing pruned, nothing defaulted",
+            request.name
+        );
+    }
+}
+
 #[tokio::test]
 async fn creating_an_existing_name_is_409_already_exists() {
     let server = ApiServer::start().await;
@@ -328,10 +409,12 @@ async fn schema_violations_are_422_invalid_with_causes_naming_the_field() {
     assert!(server.objects(Resource::RemediationRequests).is_empty());
 
     // Unknown fields are pruned (with a warning), as a structural schema does; nulls of
-    // nullable fields stay, defaults fill in.
+    // nullable fields stay (`stormWindowEnd`), nulls of the others go (`stormType`: the model
+    // never writes one), defaults fill in.
     let mut extra = sample_remediation(NS, "rr-extra");
     extra["spec"]["notInTheSchema"] = json!(1);
     extra["spec"]["stormType"] = Value::Null;
+    extra["spec"]["stormWindowEnd"] = Value::Null;
     extra["spec"].as_object_mut().unwrap().remove("isStorm");
     let created = api
         .create(
@@ -342,7 +425,9 @@ async fn schema_violations_are_422_invalid_with_causes_naming_the_field() {
         .unwrap();
     assert!(created.data["spec"].get("notInTheSchema").is_none());
     assert_eq!(created.data["spec"]["isStorm"], false);
-    assert_eq!(created.data["spec"]["stormType"], Value::Null);
+    assert_eq!(created.data["spec"]["stormWindowEnd"], Value::Null);
+    assert!(created.data["spec"].get("stormWindowEnd").is_some());
+    assert!(created.data["spec"].get("stormType").is_none());
 }
 
 #[tokio::test]
@@ -503,14 +588,13 @@ async fn merge_and_json_patches_apply_and_fail_as_the_api_does() {
     )
     .await
     .unwrap();
+    // A lone `stormWindow` is no storm the model can hold (its storm part is all or nothing):
+    // read from the JSON, as the server stored it.
+    assert_eq!(patched["spec"]["stormWindow"], "HighMemoryUsage");
     let patched: RemediationRequest = serde_json::from_value(patched).unwrap();
     assert_eq!(patched.spec.deduplication.occurrence_count, 6);
     assert_eq!(patched.spec.signal_labels["team"], "payments");
     assert!(patched.spec.signal_annotations.is_empty());
-    assert_eq!(
-        patched.spec.storm_window.as_deref(),
-        Some("HighMemoryUsage")
-    );
 
     let failed_test = api_error(
         json_patch(
@@ -640,7 +724,7 @@ async fn the_status_subresource_changes_only_the_status() {
         phase: Some("Processing".into()),
         message: None,
     });
-    with_status.spec.severity = gateway_adapter_kube::crd::Severity::Info;
+    with_status.spec.severity = gateway_ports::Severity::Info;
     let after = api
         .replace_status("rr-1", &PostParams::default(), &with_status)
         .await

@@ -1,15 +1,15 @@
-//! The `RemediationRequest` custom resource (`remediation.kubernaut.io/v1alpha1`), defined here with
-//! kube's `CustomResource` derive and schemars; `gateway crd` prints it and `deploy/crd.yaml` is a
-//! generated copy (a test fails when the two drift).
-//!
-//! The spec has the same JSON shape as [`gateway_ports::remediation::RemediationRequestSpec`]:
-//! [`to_resource`] converts through `serde_json`, and a test checks that every field the ports
-//! model writes is one the schema declares, so the directory sink and the API write the same
-//! document.
+//! The `RemediationRequest` custom resource (`remediation.kubernaut.io/v1alpha1`): kube's
+//! `CustomResource` derive over the ports model. Its spec *is*
+//! [`gateway_ports::remediation::RemediationRequestSpec`] (a transparent wrapper, which the orphan
+//! rule asks for: the derive must sit on a type of this crate), and the schema is generated from
+//! that model (its `schema` feature derives `schemars::JsonSchema`), so there is one model of the
+//! spec and the directory sink and the API write the same document. `gateway crd` prints the
+//! definition and `deploy/crd.yaml` is a generated copy (a test fails when the two drift).
 
-use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
 use gateway_ports::RemediationRequest as PortRequest;
+use gateway_ports::remediation::RemediationRequestSpec as PortSpec;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResource;
 use kube::api::ObjectMeta;
@@ -24,7 +24,7 @@ pub const VERSION: &str = "v1alpha1";
 /// Plural resource name (the URL path segment, and the RBAC resource).
 pub const PLURAL: &str = "remediationrequests";
 
-/// A remediation the gateway asks the platform to carry out, for one signal or one storm.
+/// The spec of the custom resource: the ports model, as it is on the wire and in the schema.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "remediation.kubernaut.io",
@@ -34,122 +34,43 @@ pub const PLURAL: &str = "remediationrequests";
     shortname = "rr",
     namespaced,
     status = "RemediationRequestStatus",
+    doc = "A remediation the gateway asks the platform to carry out, for one signal or one storm.",
     printcolumn = r#"{"name":"Signal","type":"string","jsonPath":".spec.signalName"}"#,
     printcolumn = r#"{"name":"Severity","type":"string","jsonPath":".spec.severity"}"#,
     printcolumn = r#"{"name":"Storm","type":"boolean","jsonPath":".spec.isStorm"}"#,
     printcolumn = r#"{"name":"Occurrences","type":"integer","jsonPath":".spec.deduplication.occurrenceCount"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
-pub struct RemediationRequestSpec {
-    /// SHA-256 of (alert name, namespace, target kind, target name), 64 lowercase hex digits. For
-    /// a storm aggregate, the fingerprint of the signal that opened the window.
-    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
-    pub signal_fingerprint: String,
-    /// Alert name (Prometheus) or event reason (Kubernetes).
-    #[schemars(length(min = 1))]
-    pub signal_name: String,
-    /// Normalised severity.
-    pub severity: Severity,
-    /// `prometheus-alert` or `kubernetes-event`.
-    pub signal_type: String,
-    /// The gateway adapter that received the signal (`prometheus`, `kubernetes-event`).
-    pub signal_source: String,
-    /// What kind of target this is (`kubernetes`).
-    pub target_type: String,
-    /// The object to remediate.
-    pub target_resource: ResourceRef,
-    /// When the condition started (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub firing_time: String,
-    /// When the gateway received the signal (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub received_time: String,
-    /// The signal's labels.
-    #[serde(default)]
-    pub signal_labels: BTreeMap<String, String>,
-    /// The signal's annotations.
-    #[serde(default)]
-    pub signal_annotations: BTreeMap<String, String>,
-    /// True when this resource aggregates an alert storm.
-    #[serde(default)]
-    pub is_storm: bool,
-    /// `rate` (too many signals of one alert name per minute) or `pattern` (too many distinct
-    /// resources hit within two minutes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_type: Option<StormType>,
-    /// How long the aggregation window has been open (closed: its whole length), e.g. `2m 30s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_window: Option<String>,
-    /// When the aggregation window opened (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
-    pub storm_window_start: Option<String>,
-    /// When it closed (absent while it is open).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
-    pub storm_window_end: Option<String>,
-    /// Every signal the window took in, sampled-out ones included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub storm_alert_count: Option<u64>,
-    /// Of those, how many were sampled out (counted, not listed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storm_sampled_out_count: Option<u64>,
-    /// The distinct resources the storm hit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affected_resources: Option<Vec<ResourceRef>>,
-    /// Deduplication bookkeeping.
-    pub deduplication: Deduplication,
+#[serde(transparent)]
+// Empty: not inserted, so `spec`'s description stays the model's own.
+#[schemars(description = "")]
+pub struct RemediationRequestSpec(pub PortSpec);
+
+impl RemediationRequestSpec {
+    /// The ports model.
+    pub fn into_inner(self) -> PortSpec {
+        self.0
+    }
 }
 
-/// Normalised severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Needs a human or a remediation now.
-    Critical,
-    /// Degradation.
-    Warning,
-    /// Everything else.
-    Info,
+impl From<PortSpec> for RemediationRequestSpec {
+    fn from(spec: PortSpec) -> Self {
+        RemediationRequestSpec(spec)
+    }
 }
 
-/// The kind of storm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StormType {
-    /// Too many signals of one alert name in a minute.
-    Rate,
-    /// Too many distinct resources hit by one alert name in two minutes.
-    Pattern,
+// The wrapper adds nothing to the model (no invariant, no field): it reads as the model.
+impl Deref for RemediationRequestSpec {
+    type Target = PortSpec;
+    fn deref(&self) -> &PortSpec {
+        &self.0
+    }
 }
 
-/// A Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ResourceRef {
-    /// `Pod`, `Deployment`, `Node`, … (`Unknown` when the signal names none).
-    pub kind: String,
-    /// The object's name (empty when the signal names none).
-    pub name: String,
-    /// The object's namespace (empty for cluster-scoped objects).
-    #[serde(default)]
-    pub namespace: String,
-}
-
-/// Deduplication bookkeeping of the signal (or storm) behind the resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Deduplication {
-    /// First occurrence in the current window (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub first_occurrence: String,
-    /// Latest occurrence the gateway has recorded (RFC 3339).
-    #[schemars(extend("format" = "date-time"))]
-    pub last_occurrence: String,
-    /// Occurrences in the window, this resource's first included.
-    #[schemars(range(min = 1))]
-    pub occurrence_count: u64,
+impl DerefMut for RemediationRequestSpec {
+    fn deref_mut(&mut self) -> &mut PortSpec {
+        &mut self.0
+    }
 }
 
 /// Written by the controllers that act on the request; the gateway never writes it.
@@ -164,34 +85,18 @@ pub struct RemediationRequestStatus {
     pub message: Option<String>,
 }
 
-/// The ports model does not have the CRD's JSON shape (it cannot, being vendor-free).
-#[derive(Debug, thiserror::Error)]
-#[error("the RemediationRequest {name} does not fit the CRD: {source}")]
-pub struct ShapeError {
-    name: String,
-    #[source]
-    source: serde_json::Error,
-}
-
 /// The custom resource for a ports-model request.
-pub fn to_resource(request: &PortRequest) -> Result<RemediationRequest, ShapeError> {
-    let shape = |source| ShapeError {
-        name: request.name.clone(),
-        source,
-    };
-    let spec: RemediationRequestSpec =
-        serde_json::from_value(serde_json::to_value(&request.spec).map_err(shape)?)
-            .map_err(shape)?;
-    Ok(RemediationRequest {
+pub fn to_resource(request: &PortRequest) -> RemediationRequest {
+    RemediationRequest {
         metadata: ObjectMeta {
             name: Some(request.name.clone()),
             namespace: Some(request.namespace.clone()),
             labels: Some(request.labels.clone()),
             ..ObjectMeta::default()
         },
-        spec,
+        spec: RemediationRequestSpec(request.spec.clone()),
         status: None,
-    })
+    }
 }
 
 /// The CustomResourceDefinition object.
@@ -201,8 +106,8 @@ pub fn definition() -> CustomResourceDefinition {
 
 /// The CustomResourceDefinition as the YAML `kubectl apply` takes (what `gateway crd` prints).
 pub fn definition_yaml() -> String {
-    let header =
-        "# Generated by `gateway crd` from adapters/kube/src/crd.rs: do not edit by hand.\n";
+    let header = "# Generated by `gateway crd` from adapters/kube/src/crd.rs and the ports model \
+                  (gateway_ports::remediation): do not edit by hand.\n";
     match serde_norway::to_string(&definition()) {
         Ok(yaml) => format!("{header}{yaml}"),
         // A CRD object always serialises; keep the signature honest rather than panic.
@@ -212,14 +117,15 @@ pub fn definition_yaml() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
-    use gateway_ports::remediation::{
-        DeduplicationInfo, RemediationRequestSpec as PortSpec, StormInfo,
-    };
-    use gateway_ports::{Fingerprint, ResourceRef as PortRef, Severity as PortSeverity, Timestamp};
+    use gateway_ports::remediation::{DeduplicationInfo, StormInfo};
+    use gateway_ports::{Fingerprint, ResourceRef, Severity, Timestamp};
+    use serde_json::{Value, json};
 
     fn port_request(storm: bool) -> PortRequest {
-        let resource = PortRef {
+        let resource = ResourceRef {
             kind: "Pod".into(),
             name: "api-1".into(),
             namespace: "prod".into(),
@@ -232,7 +138,7 @@ mod tests {
             spec: PortSpec {
                 signal_fingerprint: Fingerprint::from_hex(&"ab".repeat(32)).expect("valid"),
                 signal_name: "HighMemory".into(),
-                severity: PortSeverity::Critical,
+                severity: Severity::Critical,
                 signal_type: "prometheus-alert".into(),
                 signal_source: "prometheus".into(),
                 target_type: "kubernetes".into(),
@@ -240,7 +146,7 @@ mod tests {
                 firing_time: t,
                 received_time: t,
                 signal_labels: BTreeMap::from([("team".into(), "a".into())]),
-                signal_annotations: BTreeMap::new(),
+                signal_annotations: BTreeMap::from([("summary".into(), "high".into())]),
                 is_storm: storm,
                 storm: storm.then(|| StormInfo {
                     storm_type: "pattern".into(),
@@ -260,6 +166,103 @@ mod tests {
         }
     }
 
+    /// Every shape the ports model writes: an individual signal, a storm aggregate whose window
+    /// is open (no end) and one whose window closed.
+    fn variants() -> Vec<PortRequest> {
+        let mut open = port_request(true);
+        if let Some(storm) = open.spec.storm.as_mut() {
+            storm.storm_window_end = None;
+        }
+        vec![port_request(false), open, port_request(true)]
+    }
+
+    /// The CRD's `openAPIV3Schema`, as JSON.
+    fn open_api_schema() -> Value {
+        let crd = definition();
+        serde_json::to_value(&crd.spec.versions[0].schema).expect("json")["openAPIV3Schema"].clone()
+    }
+
+    fn spec_schema() -> Value {
+        open_api_schema()["properties"]["spec"].clone()
+    }
+
+    /// Every path a schema declares, with its JSON type: `a.b` for properties, `a[]` for array
+    /// items, `a.*` for the values of a map (`additionalProperties`).
+    fn schema_paths(schema: &Value, path: &str, out: &mut BTreeMap<String, String>) {
+        let kind = schema["type"].as_str().unwrap_or("<no type>").to_owned();
+        out.insert(path.to_owned(), kind);
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, child) in properties {
+                schema_paths(child, &format!("{path}.{key}"), out);
+            }
+        }
+        if schema["additionalProperties"].is_object() {
+            schema_paths(&schema["additionalProperties"], &format!("{path}.*"), out);
+        }
+        if schema["items"].is_object() {
+            schema_paths(&schema["items"], &format!("{path}[]"), out);
+        }
+    }
+
+    /// Every path a value has, with its JSON type, named as [`schema_paths`] names them (the
+    /// schema is consulted only to tell a map's free keys, `*`, from declared properties).
+    fn value_paths(value: &Value, schema: &Value, path: &str, out: &mut BTreeMap<String, String>) {
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        out.insert(path.to_owned(), kind.to_owned());
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let (name, child_schema) = match schema["properties"].get(key) {
+                        Some(declared) => (key.as_str(), declared),
+                        None if schema["additionalProperties"].is_object() => {
+                            ("*", &schema["additionalProperties"])
+                        }
+                        None => (key.as_str(), &Value::Null),
+                    };
+                    value_paths(child, child_schema, &format!("{path}.{name}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    value_paths(item, &schema["items"], &format!("{path}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every schema node under `schema`, with its path.
+    fn nodes<'a>(schema: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+        out.push((path.to_owned(), schema));
+        if let Some(properties) = schema["properties"].as_object() {
+            for (key, child) in properties {
+                nodes(child, &format!("{path}.{key}"), out);
+            }
+        }
+        for (keyword, suffix) in [("additionalProperties", ".*"), ("items", "[]")] {
+            if schema[keyword].is_object() {
+                nodes(&schema[keyword], &format!("{path}{suffix}"), out);
+            }
+        }
+    }
+
+    fn required(schema: &Value) -> BTreeSet<&str> {
+        schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
+    }
+
     #[test]
     fn the_generated_copy_in_deploy_matches_the_code() {
         let committed = include_str!("../../../deploy/crd.yaml");
@@ -271,19 +274,163 @@ mod tests {
 
     #[test]
     fn every_field_of_the_ports_model_round_trips_through_the_crd_spec() {
-        for storm in [false, true] {
-            let request = port_request(storm);
-            let resource = to_resource(&request).expect("fits");
+        for request in variants() {
+            let resource = to_resource(&request);
             assert_eq!(
                 serde_json::to_value(&resource.spec).expect("json"),
                 serde_json::to_value(&request.spec).expect("json"),
                 "the CRD spec must carry exactly the ports model's fields"
             );
+            let wire = serde_json::to_value(&resource).expect("json");
+            let read: RemediationRequest = serde_json::from_value(wire).expect("reads back");
+            assert_eq!(read.spec.into_inner(), request.spec);
             assert_eq!(
                 resource.metadata.name.as_deref(),
                 Some(request.name.as_str())
             );
+            assert_eq!(
+                resource.metadata.namespace.as_deref(),
+                Some(request.namespace.as_str())
+            );
+            assert_eq!(resource.metadata.labels.as_ref(), Some(&request.labels));
         }
+    }
+
+    #[test]
+    fn the_schema_declares_exactly_the_fields_the_ports_model_writes_with_their_json_types() {
+        let schema = spec_schema();
+        let mut declared = BTreeMap::new();
+        schema_paths(&schema, "spec", &mut declared);
+        let mut written = BTreeMap::new();
+        for request in variants() {
+            let value = serde_json::to_value(&request.spec).expect("json");
+            value_paths(&value, &schema, "spec", &mut written);
+        }
+        let only_written: Vec<_> = written
+            .iter()
+            .filter(|(path, kind)| declared.get(*path) != Some(kind))
+            .collect();
+        let only_declared: Vec<_> = declared
+            .iter()
+            .filter(|(path, kind)| written.get(*path) != Some(kind))
+            .collect();
+        assert!(
+            only_written.is_empty() && only_declared.is_empty(),
+            "the model writes, undeclared or with another type: {only_written:?}; \
+             the schema declares, never written: {only_declared:?}"
+        );
+        // Not vacuous: the storm fields (flattened) and the nested objects are in it.
+        for path in [
+            "spec.stormType",
+            "spec.stormWindowEnd",
+            "spec.affectedResources[].namespace",
+            "spec.signalLabels.*",
+            "spec.deduplication.occurrenceCount",
+        ] {
+            assert!(declared.contains_key(path), "{path}");
+        }
+        assert_eq!(declared.len(), 33, "{declared:#?}");
+    }
+
+    #[test]
+    fn the_schema_keeps_the_crds_constraints() {
+        let spec = spec_schema();
+        let p = &spec["properties"];
+        assert_eq!(p["signalFingerprint"]["pattern"], "^[0-9a-f]{64}$");
+        assert_eq!(
+            p["severity"]["enum"],
+            json!(["critical", "warning", "info"])
+        );
+        assert_eq!(p["stormType"]["enum"], json!(["rate", "pattern"]));
+        assert_eq!(p["signalName"]["minLength"], 1);
+        assert_eq!(
+            p["deduplication"]["properties"]["occurrenceCount"]["minimum"],
+            1.0
+        );
+        assert_eq!(p["stormAlertCount"]["minimum"], 1.0);
+        assert_eq!(p["stormSampledOutCount"]["minimum"], 0.0);
+        for time in [
+            &p["firingTime"],
+            &p["receivedTime"],
+            &p["stormWindowStart"],
+            &p["stormWindowEnd"],
+            &p["deduplication"]["properties"]["firstOccurrence"],
+            &p["deduplication"]["properties"]["lastOccurrence"],
+        ] {
+            assert_eq!(
+                (&time["type"], &time["format"]),
+                (&json!("string"), &json!("date-time"))
+            );
+        }
+        assert_eq!(p["signalLabels"]["default"], json!({}));
+        assert_eq!(p["signalAnnotations"]["default"], json!({}));
+        assert_eq!(p["isStorm"]["default"], false);
+        for resource in [&p["targetResource"], &p["affectedResources"]["items"]] {
+            assert_eq!(resource["properties"]["namespace"]["default"], "");
+            assert_eq!(required(resource), BTreeSet::from(["kind", "name"]));
+        }
+        assert_eq!(
+            required(&spec),
+            BTreeSet::from([
+                "deduplication",
+                "firingTime",
+                "receivedTime",
+                "severity",
+                "signalFingerprint",
+                "signalName",
+                "signalSource",
+                "signalType",
+                "targetResource",
+                "targetType",
+            ]),
+            "the storm fields (flattened, optional) and the defaulted ones are not required"
+        );
+        assert_eq!(
+            required(&p["deduplication"]),
+            BTreeSet::from(["firstOccurrence", "lastOccurrence", "occurrenceCount"])
+        );
+    }
+
+    #[test]
+    fn the_schema_is_structural() {
+        let root = open_api_schema();
+        let mut all = Vec::new();
+        nodes(&root, "", &mut all);
+        for (path, node) in &all {
+            for keyword in [
+                "anyOf",
+                "oneOf",
+                "allOf",
+                "not",
+                "$ref",
+                "definitions",
+                "$defs",
+            ] {
+                assert!(node.get(keyword).is_none(), "{keyword} at {path:?}");
+            }
+            assert!(node["type"].is_string(), "no type at {path:?}");
+            assert!(
+                !(node.get("properties").is_some() && node.get("additionalProperties").is_some()),
+                "properties and additionalProperties at {path:?}"
+            );
+        }
+        // The model never writes a null; it reads one only as an absent `stormWindowEnd` (an
+        // `Option` of its own). Elsewhere a null is pruned, as Kubernetes prunes nulls of
+        // non-nullable fields. The status is the controllers'.
+        let nullable: Vec<&str> = all
+            .iter()
+            .filter(|(_, node)| node["nullable"] == true)
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(
+            nullable,
+            [
+                ".spec.stormWindowEnd",
+                ".status",
+                ".status.message",
+                ".status.phase"
+            ]
+        );
     }
 
     #[test]
@@ -291,14 +438,33 @@ mod tests {
         let crd = definition();
         assert_eq!(crd.spec.group, GROUP);
         assert_eq!(crd.spec.names.plural, PLURAL);
+        assert_eq!(crd.spec.names.kind, "RemediationRequest");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["rr".to_owned()]));
         assert_eq!(crd.spec.scope, "Namespaced");
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, VERSION);
+        assert!(version.served && version.storage);
         assert!(
             version
                 .subresources
                 .as_ref()
                 .is_some_and(|s| s.status.is_some())
+        );
+        let columns: Vec<(&str, &str)> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| (c.name.as_str(), c.json_path.as_str()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("Signal", ".spec.signalName"),
+                ("Severity", ".spec.severity"),
+                ("Storm", ".spec.isStorm"),
+                ("Occurrences", ".spec.deduplication.occurrenceCount"),
+                ("Age", ".metadata.creationTimestamp"),
+            ]
         );
         let schema = serde_json::to_value(&version.schema).expect("json");
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
@@ -309,6 +475,10 @@ mod tests {
         assert_eq!(
             spec["properties"]["severity"]["enum"],
             serde_json::json!(["critical", "warning", "info"])
+        );
+        assert_eq!(
+            required(&schema["openAPIV3Schema"]),
+            BTreeSet::from(["spec"])
         );
         let yaml = definition_yaml();
         assert!(yaml.starts_with("# Generated by `gateway crd`"));

@@ -229,15 +229,11 @@ impl KubeWriter {
                 )
                 .await?;
             let dedup = &existing.spec.deduplication;
-            let last = match gateway_ports::Timestamp::parse_rfc3339(&dedup.last_occurrence) {
-                Some(previous) => previous.max(at),
-                None => at,
-            };
             let patch = json!({
                 "metadata": { "resourceVersion": existing.metadata.resource_version },
                 "spec": { "deduplication": {
-                    "occurrenceCount": dedup.occurrence_count + 1,
-                    "lastOccurrence": last.to_rfc3339(),
+                    "occurrenceCount": dedup.occurrence_count.saturating_add(1),
+                    "lastOccurrence": dedup.last_occurrence.max(at),
                 }},
             });
             let patched = self
@@ -310,20 +306,10 @@ fn map_error(what: &str, e: kube::Error) -> WriteError {
     }
 }
 
-fn shape_error(e: crd::ShapeError) -> WriteError {
-    WriteError {
-        failure: WriteFailure::Rejected {
-            reason: Rejection::Invalid,
-        },
-        message: e.to_string(),
-        source: Some(Box::new(e)),
-    }
-}
-
 #[async_trait]
 impl RemediationWriter for KubeWriter {
     async fn create(&self, request: &PortRequest) -> Result<Written, WriteError> {
-        let resource = crd::to_resource(request).map_err(shape_error)?;
+        let resource = crd::to_resource(request);
         match self
             .post(&resource, &request.namespace, &request.name)
             .await
@@ -342,7 +328,7 @@ impl RemediationWriter for KubeWriter {
     }
 
     async fn update(&self, request: &PortRequest) -> Result<Written, WriteError> {
-        let resource = crd::to_resource(request).map_err(shape_error)?;
+        let resource = crd::to_resource(request);
         let (namespace, name) = (&request.namespace, &request.name);
         let patch = json!({
             "metadata": { "labels": request.labels },
@@ -372,7 +358,7 @@ impl RemediationWriter for KubeWriter {
         let patch = json!({
             "spec": { "deduplication": {
                 "occurrenceCount": occurrences.occurrence_count,
-                "lastOccurrence": occurrences.last_occurrence.to_rfc3339(),
+                "lastOccurrence": occurrences.last_occurrence,
             }},
         });
         self.merge_patch(namespace, name, "record occurrences on", &patch)
