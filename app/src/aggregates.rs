@@ -208,8 +208,9 @@ impl AggregateWriter {
         let entry = entries.entry(name.to_owned()).or_default();
         entry.in_flight = false;
         match written {
-            // Written: the resource has this content (or newer, if a newer one was written).
-            Some(Written::Created | Written::Updated) => {
+            // Written: the resource has this content, or a newer one (superseded: another
+            // replica wrote a later snapshot first).
+            Some(Written::Created | Written::Updated | Written::Superseded) => {
                 let done = rank(&aggregate);
                 entry.written = entry.written.max(Some(done));
                 entry.written_at = Some(now);

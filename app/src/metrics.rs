@@ -410,6 +410,8 @@ impl Metrics {
             Written::Created => self.remediations_created.inc(),
             Written::Updated => self.remediations_updated.inc(),
             Written::AlreadyExisted => self.remediations_already_existed.inc(),
+            // Left as it was: a later snapshot was there first. Nothing was written.
+            Written::Superseded => {}
         }
     }
 

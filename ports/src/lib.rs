@@ -23,7 +23,7 @@ pub use config::{
 };
 pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
 pub use remediation::{
-    AffectedResource, DeduplicationInfo, Occurrences, Rejection, RemediationRequest,
+    AffectedResource, DeduplicationInfo, Occurrences, Progress, Rejection, RemediationRequest,
     RemediationWriter, StormInfo, WriteError, WriteFailure, Written,
 };
 pub use settings::{

@@ -117,6 +117,33 @@ pub struct RemediationRequestSpec {
     pub deduplication: DeduplicationInfo,
 }
 
+/// How far the content of a resource has got, so that writers never move it backwards: for a
+/// storm aggregate, the alerts its window took in, then whether the window is closed; for one
+/// signal, the occurrences counted. Ordered: a later snapshot is greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Progress {
+    /// Alerts (aggregate) or occurrences (one signal) counted.
+    pub count: u64,
+    /// The storm window is closed (final).
+    pub closed: bool,
+}
+
+impl RemediationRequestSpec {
+    /// How far this content has got (see [`Progress`]).
+    pub fn progress(&self) -> Progress {
+        match &self.storm {
+            Some(storm) => Progress {
+                count: storm.storm_alert_count,
+                closed: storm.storm_window_end.is_some(),
+            },
+            None => Progress {
+                count: self.deduplication.occurrence_count,
+                closed: false,
+            },
+        }
+    }
+}
+
 /// A `RemediationRequest` to be written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemediationRequest {
@@ -153,6 +180,9 @@ pub enum Written {
     AlreadyExisted,
     /// An existing resource was brought up to date.
     Updated,
+    /// The stored resource was as far along already (another writer came first with a later
+    /// snapshot): it was left as it is.
+    Superseded,
 }
 
 /// Why a write failed, in the gateway's terms: what happened, not how the sink said it. Adapters
@@ -263,7 +293,10 @@ impl WriteError {
 ///   occurrence is counted on it (`deduplication.occurrenceCount` + 1, `lastOccurrence`), since
 ///   `AlreadyExists` is a second line of deduplication;
 /// - [`RemediationWriter::update`] replaces the spec and labels of the named resource, creating it
-///   when it is missing (`Ok(Written::Created)`);
+///   when it is missing (`Ok(Written::Created)`) — unless the stored spec is as far along
+///   already ([`RemediationRequestSpec::progress`]): then it is left as it is
+///   (`Ok(Written::Superseded)`), so that writers racing with snapshots of one aggregate
+///   (replicas sharing a storm window) never move it backwards;
 /// - [`RemediationWriter::record_occurrences`] sets the occurrence count and last occurrence of
 ///   an existing resource (`Ok(Written::Updated)`); a missing one fails with
 ///   [`WriteFailure::NotFound`], never created (there is nothing to count on);

@@ -455,14 +455,15 @@ async fn an_update_that_races_a_create_patches_the_winner() {
     let writer = KubeWriter::new(api.client(), Duration::from_secs(2));
     let mut request = sample_request("rr-storm-race");
     assert_eq!(writer.update(&request).await.unwrap(), Written::Created);
-    // Our patch finds nothing (another replica is creating it), our create then meets its
-    // resource: the update is patched into it, not given up as "already there".
+    // Our read finds nothing (another replica is creating it), our create then meets its
+    // resource: our newer content is patched into it, not given up as "already there".
     request.spec.signal_name = "Grown".to_owned();
+    request.spec.deduplication.occurrence_count = 2;
     api.faults().fail_next(
         1,
         Fault::Status(404),
         Filter {
-            verb: Some("patch"),
+            verb: Some("get"),
             resource: Some("remediationrequests"),
         },
     );
@@ -471,6 +472,41 @@ async fn an_update_that_races_a_create_patches_the_winner() {
         .object(Resource::RemediationRequests, "prod", "rr-storm-race")
         .unwrap();
     assert_eq!(stored["spec"]["signalName"], "Grown");
+}
+
+#[tokio::test]
+async fn an_update_never_moves_a_resource_backwards() {
+    let api = ApiServer::start().await;
+    let writer = KubeWriter::new(api.client(), Duration::from_secs(2));
+    let mut newer = sample_request("rr-storm-ahead");
+    newer.spec.deduplication.occurrence_count = 7;
+    newer.spec.signal_name = "Newer".to_owned();
+    assert_eq!(writer.update(&newer).await.unwrap(), Written::Created);
+    // A replica with an older snapshot writes after: the newer content stays.
+    let mut older = sample_request("rr-storm-ahead");
+    older.spec.deduplication.occurrence_count = 5;
+    assert_eq!(writer.update(&older).await.unwrap(), Written::Superseded);
+    let stored = api
+        .object(Resource::RemediationRequests, "prod", "rr-storm-ahead")
+        .unwrap();
+    assert_eq!(stored["spec"]["signalName"], "Newer");
+    assert_eq!(stored["spec"]["deduplication"]["occurrenceCount"], 7);
+    // A write that lost a race (409 Conflict on the guarded patch) reads again and wins.
+    let mut newest = sample_request("rr-storm-ahead");
+    newest.spec.deduplication.occurrence_count = 9;
+    api.faults().fail_next(
+        1,
+        Fault::Status(409),
+        Filter {
+            verb: Some("patch"),
+            resource: Some("remediationrequests"),
+        },
+    );
+    assert_eq!(writer.update(&newest).await.unwrap(), Written::Updated);
+    let stored = api
+        .object(Resource::RemediationRequests, "prod", "rr-storm-ahead")
+        .unwrap();
+    assert_eq!(stored["spec"]["deduplication"]["occurrenceCount"], 9);
 }
 
 #[tokio::test]

@@ -164,11 +164,8 @@ impl DirectoryWriter {
 
     /// Reads the stored resource `name`, lets `change` edit its deduplication bookkeeping, and
     /// writes it back. The caller holds the name's lock.
-    async fn modify(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut DeduplicationInfo),
-    ) -> Result<Written, WriteError> {
+    /// The stored resource `name`.
+    async fn read(&self, name: &str) -> Result<RemediationRequest, WriteError> {
         Self::check_name(name)?;
         let path = self.path_of(name);
         let text = match tokio::fs::read_to_string(&path).await {
@@ -188,12 +185,22 @@ impl DirectoryWriter {
             message: format!("cannot read {} back: {e}", path.display()),
             source: Some(Box::new(e)),
         })?;
-        let mut request = RemediationRequest {
+        Ok(RemediationRequest {
             name: name.to_owned(),
             namespace: stored.metadata.namespace,
             labels: stored.metadata.labels,
             spec: stored.spec,
-        };
+        })
+    }
+
+    /// Reads the stored resource `name`, lets `change` edit its deduplication bookkeeping, and
+    /// writes it back. The caller holds the name's lock.
+    async fn modify(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut DeduplicationInfo),
+    ) -> Result<Written, WriteError> {
+        let mut request = self.read(name).await?;
         change(&mut request.spec.deduplication);
         self.write_unlocked(&request, true).await
     }
@@ -204,6 +211,17 @@ impl DirectoryWriter {
         replace: bool,
     ) -> Result<Written, WriteError> {
         let _guard = self.lock_of(&request.name).lock().await;
+        if replace {
+            // Never backwards: a stored spec as far along stays (another writer came first).
+            match self.read(&request.name).await {
+                Ok(stored) if stored.spec.progress() >= request.spec.progress() => {
+                    return Ok(Written::Superseded);
+                }
+                Ok(_) => {}
+                Err(e) if e.failure == WriteFailure::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         let written = self.write_unlocked(request, replace).await?;
         if written != Written::AlreadyExisted {
             return Ok(written);
@@ -211,7 +229,7 @@ impl DirectoryWriter {
         // AlreadyExists is a second line of dedup: this occurrence is counted on the first.
         let at = request.spec.deduplication.last_occurrence;
         self.modify(&request.name, |dedup| {
-            dedup.occurrence_count += 1;
+            dedup.occurrence_count = dedup.occurrence_count.saturating_add(1);
             dedup.last_occurrence = dedup.last_occurrence.max(at);
         })
         .await?;
@@ -401,6 +419,24 @@ mod tests {
         );
         let text = std::fs::read_to_string(w.path_of("rr-2")).unwrap();
         assert!(text.contains("occurrenceCount: 5"));
+    }
+
+    #[tokio::test]
+    async fn an_update_with_older_content_leaves_the_newer_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        w.update(&request("rr-3", 5)).await.unwrap();
+        assert_eq!(
+            w.update(&request("rr-3", 4)).await.unwrap(),
+            Written::Superseded
+        );
+        assert_eq!(
+            w.update(&request("rr-3", 5)).await.unwrap(),
+            Written::Superseded,
+            "as far along: nothing to write"
+        );
+        let text = std::fs::read_to_string(w.path_of("rr-3")).unwrap();
+        assert!(text.contains("occurrenceCount: 5"), "{text}");
     }
 
     #[tokio::test]

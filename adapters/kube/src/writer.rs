@@ -7,7 +7,7 @@
 //! | port call | API requests |
 //! |---|---|
 //! | `create` | `POST`; on `409 AlreadyExists`: `GET`, then a merge `PATCH` of the occurrence count guarded by `resourceVersion` (on `409 Conflict`: read again, up to 5 times) |
-//! | `update` | merge `PATCH` of labels and spec; on `404`: `POST` |
+//! | `update` | `GET`; unless the stored spec is as far along already (`Superseded`), a merge `PATCH` of labels and spec guarded by `resourceVersion` (on `409 Conflict`: read again); on `404`: `POST` (on `409 AlreadyExists`: read again) |
 //! | `record_occurrences` | merge `PATCH` of `spec.deduplication.{lastOccurrence,occurrenceCount}`; `404` is reported, never created |
 //! | `check` | `GET /apis/remediation.kubernaut.io/v1alpha1` (discovery: is the CRD installed?) |
 
@@ -212,12 +212,32 @@ impl KubeWriter {
         .map(|_| ())
     }
 
-    /// Counts one more occurrence on an existing resource: read, then a patch guarded by the
-    /// resourceVersion read (the API answers `409 Conflict` if someone wrote in between: read again).
+    /// Counts one more occurrence on an existing resource.
     async fn count_occurrence(&self, request: &PortRequest) -> Result<(), WriteError> {
+        let at = request.spec.deduplication.last_occurrence;
+        self.read_modify_write(request, "count an occurrence on", |existing| {
+            let dedup = &existing.spec.deduplication;
+            Some(json!({ "spec": { "deduplication": {
+                "occurrenceCount": dedup.occurrence_count.saturating_add(1),
+                "lastOccurrence": dedup.last_occurrence.max(at),
+            }}}))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads the resource `request` names and merge-patches what `change` makes of it, guarded
+    /// by the `resourceVersion` read: the API answers `409 Conflict` if someone wrote in
+    /// between, and the resource is read again (up to [`CONFLICT_ATTEMPTS`] times). `change`
+    /// answers `None` when nothing is to be written: `Ok(false)`.
+    async fn read_modify_write(
+        &self,
+        request: &PortRequest,
+        what: &str,
+        change: impl Fn(&RemediationRequest) -> Option<serde_json::Value>,
+    ) -> Result<bool, WriteError> {
         let (namespace, name) = (&request.namespace, &request.name);
         let api = self.api(namespace);
-        let at = request.spec.deduplication.last_occurrence;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -228,24 +248,17 @@ impl KubeWriter {
                     api.get(name),
                 )
                 .await?;
-            let dedup = &existing.spec.deduplication;
-            let patch = json!({
-                "metadata": { "resourceVersion": existing.metadata.resource_version },
-                "spec": { "deduplication": {
-                    "occurrenceCount": dedup.occurrence_count.saturating_add(1),
-                    "lastOccurrence": dedup.last_occurrence.max(at),
-                }},
-            });
-            let patched = self
-                .merge_patch(namespace, name, "count an occurrence on", &patch)
-                .await;
-            match patched {
+            let Some(mut patch) = change(&existing) else {
+                return Ok(false);
+            };
+            patch["metadata"]["resourceVersion"] = json!(existing.metadata.resource_version);
+            match self.merge_patch(namespace, name, what, &patch).await {
                 Err(e)
                     if failed_with(&e, WriteFailure::Conflict) && attempt < CONFLICT_ATTEMPTS =>
                 {
-                    tracing::debug!(%namespace, %name, attempt, "RemediationRequest changed while counting an occurrence: reading it again");
+                    tracing::debug!(%namespace, %name, attempt, "RemediationRequest changed while it was written: reading it again");
                 }
-                other => return other,
+                other => return other.map(|()| true),
             }
         }
     }
@@ -329,27 +342,38 @@ impl RemediationWriter for KubeWriter {
 
     async fn update(&self, request: &PortRequest) -> Result<Written, WriteError> {
         let resource = crd::to_resource(request);
-        let (namespace, name) = (&request.namespace, &request.name);
-        let patch = json!({
-            "metadata": { "labels": request.labels },
-            "spec": resource.spec,
-        });
-        let what = "patch";
-        match self.merge_patch(namespace, name, what, &patch).await {
-            Ok(_) => Ok(Written::Updated),
-            Err(e) if failed_with(&e, WriteFailure::NotFound) => {
-                match self.post(&resource, namespace, name).await {
-                    Ok(()) => Ok(Written::Created),
-                    // Created in between (another replica): ours is the newer content, patch it in.
-                    // (AlreadyExists must not reach the retry policy, which takes it for "done".)
-                    Err(e) if failed_with(&e, WriteFailure::AlreadyExists) => self
-                        .merge_patch(namespace, name, what, &patch)
+        let progress = request.spec.progress();
+        let newer = |existing: &RemediationRequest| {
+            (existing.spec.progress() < progress).then(|| {
+                json!({
+                    "metadata": { "labels": request.labels },
+                    "spec": resource.spec,
+                })
+            })
+        };
+        // Twice at most: a resource missing at the first read may be created by someone else
+        // before our create; then it is read again and judged like any other.
+        let mut created_meanwhile = false;
+        loop {
+            match self.read_modify_write(request, "update", newer).await {
+                Ok(true) => return Ok(Written::Updated),
+                Ok(false) => return Ok(Written::Superseded),
+                Err(e) if failed_with(&e, WriteFailure::NotFound) && !created_meanwhile => {
+                    match self
+                        .post(&resource, &request.namespace, &request.name)
                         .await
-                        .map(|()| Written::Updated),
-                    Err(e) => Err(e),
+                    {
+                        Ok(()) => return Ok(Written::Created),
+                        // (AlreadyExists must not reach the retry policy, which takes it for
+                        // "done": the other writer's content may be older than ours.)
+                        Err(e) if failed_with(&e, WriteFailure::AlreadyExists) => {
+                            created_meanwhile = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
