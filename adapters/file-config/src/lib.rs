@@ -25,7 +25,9 @@
 //!   `/etc/kubernaut/config/storm.yaml`;
 //! - [`DocumentSource`] (`source`) over any [`ReadDocuments`]: what `DirSource` is made of, and
 //!   what the app makes of the ConfigMap read through the Kubernetes API (read with `get`, fed by
-//!   the watch with [`DocumentSource::feed`]); keys read `configmap NAMESPACE/NAME: storm.yaml`.
+//!   the watch with [`DocumentSource::feed`]); keys read `configmap NAMESPACE/NAME: storm.yaml`;
+//! - [`MemorySource`] (`memory`): documents set and removed by the program, for tests; they read
+//!   `memory: storm.yaml`.
 //!
 //! Every source serialises its reloads (its watcher or feed, and `POST /-/reload`), and judges
 //! documents in the order it read them.
@@ -33,6 +35,7 @@
 mod dir;
 mod documents;
 mod judge;
+mod memory;
 mod parse;
 mod source;
 mod watch;
@@ -40,6 +43,7 @@ mod watch;
 pub use dir::{ConfigDir, DirSource};
 pub use documents::{DocumentNames, Documents};
 pub use judge::{Judge, ReloadObserver};
+pub use memory::{MEMORY, MemorySource};
 pub use parse::{ENV_BASE, env_prefix};
 pub use source::{DocumentSource, ReadDocuments, ReadError};
 pub use watch::{WatchHandle, WatchOptions};
