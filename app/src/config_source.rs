@@ -255,7 +255,7 @@ pub async fn configmap_source(
     let documents = reader
         .fetch(STARTUP_FETCH_TIMEOUT)
         .await
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::from_boxed)
         .with_context(|| format!("cannot read the {label} (the settings source)"))?;
     let names = DocumentNames::labelled(label, "key");
     let source = DocumentSource::start(reader, names, &documents, clock)
