@@ -1,54 +1,121 @@
 //! Where the hot-reloadable settings come from (`--config-source`):
 //! - `file` (the default): the files of `--config-dir` (the ConfigMap mounted as a volume),
-//!   watched with notify; the kubelet takes up to 90 s to update them;
+//!   the file-config adapter's [`DirSource`], watched with notify; the kubelet takes up to 90 s
+//!   to update them;
 //! - `configmap:NAMESPACE/NAME`: the ConfigMap itself, read and watched through the Kubernetes
-//!   API (a change applies in about a second). Its `storm.yaml`, `dedup.yaml` and `retry.yaml`
-//!   keys are judged exactly as the files are (the same [`FileConfigSource`], fed with
-//!   [`Documents`]): the same validation, audit lines, reload records, metrics and `/config`,
-//!   with origins reading `configmap NAMESPACE/NAME: storm.yaml`.
+//!   API (a change applies in about a second): [`ConfigMapSource`], the file-config adapter's
+//!   [`DocumentSource`] reading with the kube adapter's [`configmap::fetch`] and fed by its
+//!   [`configmap::watch`]. The app bridges the two adapters (they never depend on each other);
+//!   the judging is the file-config adapter's, so validation, audit lines, reload records,
+//!   metrics and `/config` are the same, with documents named `configmap NAMESPACE/NAME: storm.yaml`.
 //!
 //! For the ConfigMap: at start-up one `get` (invalid settings: the gateway refuses to start; no
 //! ConfigMap: built-in defaults with a warning), then the kube runtime watcher (`list` + `watch`
-//! by field selector) feeds every change to the source; a key removed or the ConfigMap deleted is
-//! rejected and the settings in force stay. `POST /-/reload` reads the ConfigMap again (a `get`,
-//! bounded by `--kube-timeout`) and judges what it holds.
+//! by field selector) feeds every change to the source, in order; a key removed or the ConfigMap
+//! deleted is rejected and the settings in force stay. `POST /-/reload` reads the ConfigMap again
+//! (a `get`, bounded by `--kube-timeout`) and judges what it holds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gateway_adapter_file_config::{Documents, FileConfigSource, WatchHandle, WatchOptions};
-use gateway_adapter_kube::ClientOptions;
+use async_trait::async_trait;
+use gateway_adapter_file_config::{
+    DirSource, DocumentNames, DocumentSource, Documents, ReadDocuments, ReadError, WatchHandle,
+    WatchOptions,
+};
 use gateway_adapter_kube::configmap::{self, ConfigMapWatch};
-use gateway_ports::Clock;
+use gateway_adapter_kube::{Client, ClientOptions};
+use gateway_ports::{
+    ChangeListener, Clock, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, DedupSettings,
+    ReloadRecord, RetrySettings, StormSettings,
+};
 
 use crate::cli::{ConfigSourceArg, ServeArgs};
 
 /// The longest wait for the ConfigMap at start-up.
 pub const STARTUP_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The settings source in force, whichever `--config-source` named: the pipeline reads it
+/// ([`ConfigSource`]), `/config` and `/-/reload` control it ([`ConfigControl`]).
+#[derive(Clone)]
+pub struct SettingsSource {
+    settings: Arc<dyn ConfigSource>,
+    control: Arc<dyn ConfigControl>,
+    origin: String,
+}
+
+impl std::fmt::Debug for SettingsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsSource")
+            .field("origin", &self.origin)
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SettingsSource {
+    /// `source`, described as `origin` (`config directory /etc/kubernaut/config`).
+    pub fn new<S: ConfigSource + ConfigControl + 'static>(
+        source: Arc<S>,
+        origin: impl Into<String>,
+    ) -> Self {
+        SettingsSource {
+            settings: source.clone(),
+            control: source,
+            origin: origin.into(),
+        }
+    }
+
+    /// Where the settings come from, in words.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl ConfigSource for SettingsSource {
+    fn storm(&self) -> Arc<StormSettings> {
+        self.settings.storm()
+    }
+    fn dedup(&self) -> Arc<DedupSettings> {
+        self.settings.dedup()
+    }
+    fn retry(&self) -> Arc<RetrySettings> {
+        self.settings.retry()
+    }
+    fn generation(&self, kind: ConfigKind) -> u64 {
+        self.settings.generation(kind)
+    }
+    fn on_change(&self, listener: ChangeListener) {
+        self.settings.on_change(listener);
+    }
+}
+
+#[async_trait]
+impl ConfigControl for SettingsSource {
+    fn status(&self) -> Vec<ConfigStatus> {
+        self.control.status()
+    }
+    async fn reload_now(&self) -> Vec<ReloadRecord> {
+        self.control.reload_now().await
+    }
+    fn on_reload(&self, observer: Box<dyn Fn(&ReloadRecord) + Send + Sync>) {
+        self.control.on_reload(observer);
+    }
+}
+
 /// The settings source `--config-source` names, loaded, and how to watch it.
+#[derive(Debug)]
 pub struct ConfigSetup {
-    /// The settings in force, reloadable (`ConfigSource` and `ConfigControl`).
-    pub source: Arc<FileConfigSource>,
+    /// The settings in force, reloadable.
+    pub source: Arc<SettingsSource>,
     watched: Watched,
 }
 
+#[derive(Debug)]
 enum Watched {
-    Dir,
-    ConfigMap {
-        client: gateway_adapter_kube::Client,
-        namespace: String,
-        name: String,
-    },
-}
-
-impl std::fmt::Debug for ConfigSetup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigSetup")
-            .field("source", &self.source)
-            .finish_non_exhaustive()
-    }
+    Dir(Arc<DirSource>),
+    ConfigMap(Arc<ConfigMapSource>),
 }
 
 /// Keeps the settings source watched; dropping it stops the watch.
@@ -57,7 +124,7 @@ pub enum Watching {
     /// The config directory, with notify.
     Dir(WatchHandle),
     /// The ConfigMap, through the Kubernetes API.
-    ConfigMap(ConfigMapWatch),
+    ConfigMap(ConfigMapWatching),
 }
 
 impl ConfigSetup {
@@ -65,22 +132,8 @@ impl ConfigSetup {
     /// or the ConfigMap through the API (`options` do not apply: the API says when it changes).
     pub fn watch(&self, options: WatchOptions) -> Watching {
         match &self.watched {
-            Watched::Dir => Watching::Dir(self.source.watch(options)),
-            Watched::ConfigMap {
-                client,
-                namespace,
-                name,
-            } => {
-                let source = self.source.clone();
-                Watching::ConfigMap(configmap::watch(
-                    client.clone(),
-                    namespace,
-                    name,
-                    move |data| {
-                        source.apply_documents(&Documents::from(data.as_ref()));
-                    },
-                ))
-            }
+            Watched::Dir(source) => Watching::Dir(source.watch(options)),
+            Watched::ConfigMap(source) => Watching::ConfigMap(watch_configmap(source)),
         }
     }
 }
@@ -97,36 +150,13 @@ pub async fn config_source(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::R
     })
     .await
     .context("--config-source configmap needs the Kubernetes API")?;
-    let label = format!("configmap {namespace}/{name}");
-    let data = tokio::time::timeout(
-        STARTUP_FETCH_TIMEOUT,
-        configmap::fetch(&client, namespace, name),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer within {STARTUP_FETCH_TIMEOUT:?}"))
-    .and_then(|fetched| fetched.map_err(anyhow::Error::from))
-    .with_context(|| format!("cannot read the {label} (the settings source)"))?;
-    let refresh = refresh(
-        client.clone(),
-        namespace.clone(),
-        name.clone(),
-        args.kube_timeout,
-    );
-    let source =
-        FileConfigSource::from_documents(label.clone(), &Documents::from(data.as_ref()), clock)
-            .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?
-            .with_refresh(refresh);
-    for warning in source.warnings() {
-        tracing::warn!("{warning}");
-    }
+    let reader = ConfigMapDocuments::new(client, namespace, name, args.kube_timeout);
+    let source = configmap_source(reader, clock).await?;
+    let label = source.names().container().to_owned();
     tracing::info!(config_source = %label, "settings from the ConfigMap, watched through the Kubernetes API");
     Ok(ConfigSetup {
-        source: Arc::new(source),
-        watched: Watched::ConfigMap {
-            client,
-            namespace: namespace.clone(),
-            name: name.clone(),
-        },
+        source: Arc::new(SettingsSource::new(source.clone(), label)),
+        watched: Watched::ConfigMap(source),
     })
 }
 
@@ -137,7 +167,7 @@ pub fn file_source(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Co
         "--config-source {:?} is read through the Kubernetes API: use config_source",
         args.config_source
     );
-    let source = FileConfigSource::load(&args.config_dir, clock)
+    let source = DirSource::load(&args.config_dir, clock)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for warning in source
         .warnings()
@@ -147,39 +177,131 @@ pub fn file_source(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Co
         tracing::warn!("{warning}");
     }
     tracing::info!(config_source = "file", config_dir = %args.config_dir.display(), "settings from the config directory, watched for changes");
+    let source = Arc::new(source);
     Ok(ConfigSetup {
-        source: Arc::new(source),
-        watched: Watched::Dir,
+        source: Arc::new(SettingsSource::new(
+            source.clone(),
+            source.names().container(),
+        )),
+        watched: Watched::Dir(source),
     })
 }
 
-/// `reload_now` of the ConfigMap source: one `get`, run on the runtime the source was made on
-/// and waited for by the calling thread (`reload_now` runs off the runtime's threads, as
-/// `POST /-/reload` calls it).
-fn refresh(
-    client: gateway_adapter_kube::Client,
+/// The settings of a ConfigMap read through the Kubernetes API (`--config-source configmap:…`).
+pub type ConfigMapSource = DocumentSource<ConfigMapDocuments>;
+
+/// Reads one ConfigMap's settings documents through the Kubernetes API: its `storm.yaml`,
+/// `dedup.yaml` and `retry.yaml` keys, with one `get` bounded by a timeout (`--kube-timeout`).
+#[derive(Clone)]
+pub struct ConfigMapDocuments {
+    client: Client,
     namespace: String,
     name: String,
     timeout: Duration,
-) -> impl Fn() -> Result<Documents, String> + Send + Sync + 'static {
-    let runtime = tokio::runtime::Handle::current();
-    move || {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let (client, namespace, name) = (client.clone(), namespace.clone(), name.clone());
-        runtime.spawn(async move {
-            let fetched =
-                tokio::time::timeout(timeout, configmap::fetch(&client, &namespace, &name)).await;
-            let _ = tx.send(fetched);
-        });
-        // The fetch is bounded by its own timeout; this one only guards against a runtime that
-        // cannot run it (shutting down, or this thread being its only worker).
-        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
-            Ok(Ok(Ok(data))) => Ok(Documents::from(data.as_ref())),
-            Ok(Ok(Err(e))) => Err(format!("cannot read the ConfigMap: {e}")),
-            Ok(Err(_)) => Err(format!(
-                "no answer from the Kubernetes API within {timeout:?}"
-            )),
-            Err(_) => Err("the ConfigMap read did not run".to_owned()),
+}
+
+impl std::fmt::Debug for ConfigMapDocuments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigMapDocuments")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConfigMapDocuments {
+    /// The ConfigMap `namespace/name`, each read waiting at most `timeout`.
+    pub fn new(client: Client, namespace: &str, name: &str, timeout: Duration) -> Self {
+        ConfigMapDocuments {
+            client,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            timeout,
         }
+    }
+
+    /// What its documents are named after: `configmap NAMESPACE/NAME`.
+    pub fn label(&self) -> String {
+        format!("configmap {}/{}", self.namespace, self.name)
+    }
+
+    async fn fetch(&self, timeout: Duration) -> Result<Documents, ReadError> {
+        let fetch = configmap::fetch(&self.client, &self.namespace, &self.name);
+        match tokio::time::timeout(timeout, fetch).await {
+            Ok(Ok(data)) => Ok(Documents::from(data.as_ref())),
+            Ok(Err(e)) => Err(Box::new(e)),
+            Err(_) => Err(format!("no answer from the Kubernetes API within {timeout:?}").into()),
+        }
+    }
+}
+
+#[async_trait]
+impl ReadDocuments for ConfigMapDocuments {
+    /// One `get`, bounded by the timeout.
+    async fn read(&self) -> Result<Documents, ReadError> {
+        self.fetch(self.timeout).await
+    }
+}
+
+/// Loads the ConfigMap `reader` reads at start-up (one `get`, waiting at most
+/// [`STARTUP_FETCH_TIMEOUT`]): invalid settings are an error naming every problem; no ConfigMap
+/// means the built-in defaults, with a warning (logged).
+pub async fn configmap_source(
+    reader: ConfigMapDocuments,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<ConfigMapSource>> {
+    let label = reader.label();
+    let documents = reader
+        .fetch(STARTUP_FETCH_TIMEOUT)
+        .await
+        .map_err(anyhow::Error::from_boxed)
+        .with_context(|| format!("cannot read the {label} (the settings source)"))?;
+    let names = DocumentNames::labelled(label, "key");
+    let source = DocumentSource::start(reader, names, &documents, clock)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for warning in source.warnings() {
+        tracing::warn!("{warning}");
+    }
+    Ok(Arc::new(source))
+}
+
+/// Keeps a ConfigMap watched; dropping it stops the watch.
+#[derive(Debug)]
+pub struct ConfigMapWatching {
+    _watch: ConfigMapWatch,
+    feeder: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConfigMapWatching {
+    fn drop(&mut self) {
+        self.feeder.abort();
+    }
+}
+
+/// Watches `source`'s ConfigMap through the API on the current tokio runtime, feeding every
+/// state the watch reports to the source, in the order reported (a channel to one task: the
+/// watch's callback cannot wait for a judgement in progress).
+pub fn watch_configmap(source: &Arc<ConfigMapSource>) -> ConfigMapWatching {
+    let reader = source.reader();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = configmap::watch(
+        reader.client.clone(),
+        &reader.namespace,
+        &reader.name,
+        move |data| {
+            // Only fails once the feeder is gone, and then the watch is being dropped too.
+            let _ = tx.send(data);
+        },
+    );
+    let source = source.clone();
+    let feeder = tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            source.feed(&Documents::from(data.as_ref())).await;
+        }
+    });
+    ConfigMapWatching {
+        _watch: watch,
+        feeder,
     }
 }

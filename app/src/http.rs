@@ -363,16 +363,7 @@ async fn reload(State(state): State<AppState>) -> Result<Response, Problem> {
             "this gateway's settings do not come from a reloadable source",
         ));
     };
-    let records = tokio::task::spawn_blocking(move || control.reload_now())
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-                "the reload failed to run",
-            )
-        })?;
+    let records = control.reload_now().await;
     // A type whose content did not change since its last attempt answers with that attempt: a
     // file that is still invalid is still an error.
     let statuses = state

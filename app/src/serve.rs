@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
-use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
+use gateway_adapter_file_config::WatchOptions;
 use gateway_adapter_kube::{ClientOptions, KubeWriter};
 use gateway_adapter_memory::{
     MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, SystemClock,
@@ -18,6 +18,7 @@ use gateway_storm::WindowCapacity;
 use tokio::net::TcpListener;
 
 use crate::cli::{ServeArgs, Sink};
+use crate::config_source::SettingsSource;
 use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
@@ -30,8 +31,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub struct Assembled {
     /// The pipeline.
     pub gateway: Arc<Gateway>,
-    /// The config directory's settings (watched once serving starts).
-    pub config: Arc<FileConfigSource>,
+    /// The settings source (watched once serving starts).
+    pub config: Arc<SettingsSource>,
 }
 
 /// Loads the settings of `--config-dir` and builds the gateway the static settings name
@@ -46,7 +47,7 @@ pub async fn build(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<As
 pub async fn assemble(
     args: &ServeArgs,
     clock: Arc<dyn Clock>,
-    source: Arc<FileConfigSource>,
+    source: Arc<SettingsSource>,
 ) -> anyhow::Result<Assembled> {
     let config: Arc<dyn ConfigSource> = source.clone();
     let capacity =

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 
 use crate::settings::{DedupSettings, RetrySettings, StormSettings};
 
@@ -251,15 +252,22 @@ pub struct ConfigStatus {
 /// every reload attempt. The domain never sees it; the app uses it for metrics, audit logs and
 /// its `/config` and `/-/reload` endpoints.
 ///
-/// Contract: `reload_now` re-reads the source at once and returns one record per settings type
-/// whose content changed since the last attempt (unchanged types are skipped); observers
-/// registered with `on_reload` see every record, from `reload_now` and from the source's own
-/// watching alike.
+/// Contract:
+/// - `reload_now` reads the source afresh and returns one record per settings type whose content
+///   changed since the last attempt (unchanged types are skipped); a source that cannot be read
+///   changes nothing and returns no record;
+/// - reloads never interleave: `reload_now` and the source's own watching judge one at a time,
+///   each reading and judging in one turn, so a reload that read older documents is never
+///   judged after one that read newer ones;
+/// - observers registered with `on_reload` see every record, from `reload_now` and from the
+///   source's own watching alike, in the order the attempts were judged.
+#[async_trait]
 pub trait ConfigControl: Send + Sync + fmt::Debug {
     /// The state of every settings type.
     fn status(&self) -> Vec<ConfigStatus>;
-    /// Re-reads the source now (blocking IO: call it off the async runtime's threads).
-    fn reload_now(&self) -> Vec<ReloadRecord>;
+    /// Re-reads the source now and judges what it holds (any blocking IO happens off the async
+    /// runtime's threads).
+    async fn reload_now(&self) -> Vec<ReloadRecord>;
     /// Registers an observer of reload attempts.
     fn on_reload(&self, observer: Box<dyn Fn(&ReloadRecord) + Send + Sync>);
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
+use gateway_adapter_file_config::{DirSource, WatchOptions};
 use gateway_adapter_memory::SystemClock;
 use gateway_ports::ConfigSource;
 use gateway_tests::kubelet::KubeletDir;
@@ -37,7 +37,7 @@ async fn latency(debounce: Duration) {
     let root = tempfile::tempdir().unwrap();
     let mount =
         KubeletDir::create(root.path().join("config"), &[("storm.yaml", &storm(1))]).unwrap();
-    let source = Arc::new(FileConfigSource::load(mount.path(), Arc::new(SystemClock)).unwrap());
+    let source = Arc::new(DirSource::load(mount.path(), Arc::new(SystemClock)).unwrap());
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     source.on_change(Box::new(move |_| {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gateway_adapter_file_config::{FileConfigSource, WatchHandle, WatchOptions};
+use gateway_adapter_file_config::{DirSource, WatchHandle, WatchOptions};
 use gateway_adapter_memory::SystemClock;
 use gateway_ports::{
     ConfigControl, ConfigKind, ConfigSource, ConfigStatus, ReloadRecord, ReloadResult,
@@ -56,7 +56,7 @@ fn rate(n: u32) -> String {
 /// A watched config directory and everything the source reported.
 struct Rig {
     root: tempfile::TempDir,
-    source: Arc<FileConfigSource>,
+    source: Arc<DirSource>,
     records: Arc<Mutex<Vec<ReloadRecord>>>,
     _watch: WatchHandle,
 }
@@ -69,7 +69,7 @@ impl Rig {
 
     /// Loads the directory on the system clock, records every reload attempt, starts the watcher.
     fn start(root: tempfile::TempDir, options: WatchOptions) -> Self {
-        let source = FileConfigSource::load(Self::dir_in(&root), Arc::new(SystemClock))
+        let source = DirSource::load(Self::dir_in(&root), Arc::new(SystemClock))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(source.warnings().is_empty(), "{:?}", source.warnings());
         let source = Arc::new(source);

@@ -5,6 +5,7 @@
 
 mod apiserver;
 mod config_api;
+mod config_sources;
 mod configmap_source;
 mod dedup_conformance;
 mod deploy_config;

@@ -209,7 +209,7 @@ async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
     .unwrap();
 
     std::fs::write(config_dir.join("dedup.yaml"), "ttl: 42s\n").unwrap();
-    let records = replica.config.reload_now();
+    let records = replica.config.reload_now().await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(replica.config.dedup().ttl.get(), Duration::from_secs(42));
     post(

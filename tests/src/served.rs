@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use gateway::cli::Cli;
-use gateway::config_source::Watching;
+use gateway::config_source::{SettingsSource, Watching};
 use gateway::gateway::Gateway;
 use gateway::http::AppState;
-use gateway_adapter_file_config::{FileConfigSource, WatchOptions};
+use gateway_adapter_file_config::WatchOptions;
 use gateway_adapter_memory::SystemClock;
 use gateway_ports::ConfigControl;
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ pub struct ServedGateway {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// Its config source (to reload or inspect).
-    pub config: Arc<FileConfigSource>,
+    pub config: Arc<SettingsSource>,
     /// Its pipeline (metrics, settings).
     pub gateway: Arc<Gateway>,
     stop: tokio::sync::oneshot::Sender<()>,

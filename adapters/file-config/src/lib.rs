@@ -1,69 +1,83 @@
-//! The [`ConfigSource`](gateway_ports::ConfigSource) port over the settings documents: a config
-//! directory (the mounted ConfigMap `kubernaut-gateway-config`), or documents fed from elsewhere;
-//! one document per settings type (`storm.yaml`, `dedup.yaml`, `retry.yaml`), hot-reloaded.
+//! The [`ConfigSource`] port over the settings documents, one per settings type (`storm.yaml`,
+//! `dedup.yaml`, `retry.yaml`), hot-reloaded: one judge, any number of sources.
 //!
-//! What a file means:
-//! - at start-up, a missing directory or file: the built-in defaults for that type, with a warning
-//!   (a gateway without its ConfigMap still runs, and says so);
-//! - an empty file, invalid YAML, an unknown key, a wrong type or a value out of range: an error
-//!   naming the file, the key and the reason; at start-up the gateway refuses to run with it, on a
-//!   reload the change is rejected and the settings in force stay;
+//! What a document means, whichever source holds it:
+//! - at start-up, a missing container (directory, ConfigMap) or document: the built-in defaults
+//!   for that type, with a warning (a gateway without its ConfigMap still runs, and says so);
+//! - an empty document, invalid YAML, an unknown key, a wrong type or a value out of range: an
+//!   error naming the document, the key and the reason; at start-up the gateway refuses to run
+//!   with it, on a reload the change is rejected and the settings in force stay;
 //! - a key left out: its default; an environment override (`GATEWAY_SETTINGS_STORM_RATE_THRESHOLD`,
-//!   …) wins over the file;
-//! - a file that disappears after start-up: rejected (counted as an error), the settings in force
-//!   stay: an accidentally emptied ConfigMap must not silently reset thresholds mid-incident.
+//!   …) wins over the document;
+//! - a document that disappears after start-up (or its whole container): rejected (counted as an
+//!   error), the settings in force stay: an accidentally emptied ConfigMap must not silently
+//!   reset thresholds mid-incident.
 //!
-//! [`FileConfigSource::watch`] watches the directory (the kubelet swaps a `..data` symlink; it
-//! never writes the visible files), debounces, skips content identical to the last attempt, and
-//! re-reads periodically as a safety net.
+//! The judging is one type, [`Judge`] (`judge`): validation (`parse`: a fresh figment per
+//! document, defaults ← document ← environment, YAML by `serde_norway`), comparison with the
+//! last *attempted* content hash, one atomic swap per settings type, one audit line per attempt,
+//! [`ReloadRecord`](gateway_ports::ReloadRecord)s to observers, the status `/config` shows.
 //!
-//! The same judging (figment with environment overrides, validation, skipping content identical
-//! to the last attempt, atomic swap, audit line, reload records, status) also serves documents
-//! fed from elsewhere: [`FileConfigSource::from_documents`] at start-up and
-//! [`FileConfigSource::apply_documents`] for each change, with the rules above (a missing
-//! document is a missing file; one that disappears after start-up is rejected; so is a deleted
-//! container, [`Documents::absent`]). The app feeds the ConfigMap read through the Kubernetes API
-//! this way; origins, problems and audit lines then name `configmap NAMESPACE/NAME: storm.yaml`.
+//! Sources only hand it [`Documents`] and say how they are named ([`DocumentNames`]):
+//! - [`DirSource`] (`dir`, `watch`): the config directory, read through `..data` as one set and
+//!   watched with notify (the kubelet swaps a `..data` symlink; it never writes the visible
+//!   files), debounced, re-read periodically as a safety net; files read
+//!   `/etc/kubernaut/config/storm.yaml`;
+//! - [`DocumentSource`] (`source`) over any [`ReadDocuments`]: what `DirSource` is made of, and
+//!   what the app makes of the ConfigMap read through the Kubernetes API (read with `get`, fed by
+//!   the watch with [`DocumentSource::feed`]); keys read `configmap NAMESPACE/NAME: storm.yaml`;
+//! - [`MemorySource`] (`memory`): documents set and removed by the program, for tests; they read
+//!   `memory: storm.yaml`.
+//!
+//! Every source serialises its reloads (its watcher or feed, and `POST /-/reload`), and judges
+//! documents in the order it read them.
 
+mod dir;
+mod documents;
+mod judge;
+mod memory;
 mod parse;
-mod read;
 mod source;
 mod watch;
 
+pub use dir::{ConfigDir, DirSource};
+pub use documents::{DocumentNames, Documents};
+pub use judge::{Judge, ReloadObserver};
+pub use memory::{MEMORY, MemorySource};
 pub use parse::{ENV_BASE, env_prefix};
-pub use read::Documents;
-pub use source::FileConfigSource;
+pub use source::{DocumentSource, ReadDocuments, ReadError};
 pub use watch::{WatchHandle, WatchOptions};
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use gateway_ports::{Clock, ConfigSource, DedupSettings, RetrySettings, StormSettings};
 
-/// One problem with a config file.
+/// One problem with a settings document.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileProblem {
-    /// The file.
-    pub file: PathBuf,
+pub struct DocumentProblem {
+    /// The document, as its source names it (`/etc/kubernaut/config/storm.yaml`,
+    /// `configmap NAMESPACE/NAME: storm.yaml`).
+    pub document: String,
     /// The key concerned, when there is one (`rate_threshold`).
     pub key: Option<String>,
     /// What is wrong.
     pub reason: String,
 }
 
-impl fmt::Display for FileProblem {
+impl fmt::Display for DocumentProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.key {
-            Some(key) => write!(f, "{}: {key}: {}", self.file.display(), self.reason),
-            None => write!(f, "{}: {}", self.file.display(), self.reason),
+            Some(key) => write!(f, "{}: {key}: {}", self.document, self.reason),
+            None => write!(f, "{}: {}", self.document, self.reason),
         }
     }
 }
 
-/// Every problem found in a config directory.
+/// Every problem found in a set of settings documents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<FileProblem>);
+pub struct ConfigErrors(pub Vec<DocumentProblem>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,13 +102,12 @@ pub struct Loaded {
 /// Validates the config files of `dir` (as `gateway config check` does), reporting every problem
 /// of every file at once.
 pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigErrors> {
-    let clock: Arc<dyn Clock> = Arc::new(NoClock);
-    let source = FileConfigSource::load(dir, clock)?;
+    let source = DirSource::load(dir, Arc::new(NoClock))?;
     Ok(Loaded {
         storm: (*source.storm()).clone(),
         dedup: (*source.dedup()).clone(),
         retry: (*source.retry()).clone(),
-        warnings: source.warnings(),
+        warnings: source.warnings().to_vec(),
     })
 }
 
@@ -169,7 +182,11 @@ mod tests {
             .iter()
             .map(|p| {
                 (
-                    p.file.file_name().unwrap().to_string_lossy().into_owned(),
+                    Path::new(&p.document)
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
                     p.key.clone(),
                 )
             })

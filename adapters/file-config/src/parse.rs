@@ -1,11 +1,9 @@
-//! One settings file's text → validated settings, through figment.
+//! One settings document's text → validated settings, through figment.
 //!
-//! Layers, later ones winning: built-in defaults ← the file ← environment overrides
+//! Layers, later ones winning: built-in defaults ← the document ← environment overrides
 //! (`GATEWAY_SETTINGS_STORM_RATE_THRESHOLD=3`, `GATEWAY_SETTINGS_DEDUP_TTL=10m`,
 //! `GATEWAY_SETTINGS_RETRY_MAX_ATTEMPTS=5`, …). A fresh figment is built for every parse, since
 //! figment reads its providers when it is built.
-
-use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized};
@@ -14,7 +12,7 @@ use gateway_ports::{ConfigKind, DedupSettings, InvalidSettings, RetrySettings, S
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::FileProblem;
+use crate::DocumentProblem;
 
 /// YAML through `serde_norway`, the maintained fork of `serde_yaml` (figment's own `yaml` feature
 /// pulls in the deprecated crate).
@@ -52,9 +50,9 @@ pub enum Parsed {
     Retry(RetrySettings),
 }
 
-fn problem(file: &Path, key: Option<String>, reason: impl Into<String>) -> FileProblem {
-    FileProblem {
-        file: file.to_owned(),
+fn problem(document: &str, key: Option<String>, reason: impl Into<String>) -> DocumentProblem {
+    DocumentProblem {
+        document: document.to_owned(),
         key,
         reason: reason.into(),
     }
@@ -62,10 +60,10 @@ fn problem(file: &Path, key: Option<String>, reason: impl Into<String>) -> FileP
 
 fn extract<R: Serialize + DeserializeOwned + Default>(
     kind: ConfigKind,
-    file: &Path,
+    document: &str,
     text: &str,
     env_base: &str,
-) -> Result<R, Vec<FileProblem>> {
+) -> Result<R, Vec<DocumentProblem>> {
     let prefix = prefix_under(env_base, kind);
     Figment::from(Serialized::defaults(R::default()))
         .merge(Yaml::string(text))
@@ -91,54 +89,58 @@ fn extract<R: Serialize + DeserializeOwned + Default>(
                             env_prefix(kind)
                         ));
                     }
-                    problem(file, key, reason)
+                    problem(document, key, reason)
                 })
                 .collect()
         })
 }
 
-fn invalid(file: &Path, invalid: InvalidSettings) -> Vec<FileProblem> {
+fn invalid(document: &str, invalid: InvalidSettings) -> Vec<DocumentProblem> {
     invalid
         .errors
         .into_iter()
-        .map(|e| problem(file, Some(e.key), e.reason))
+        .map(|e| problem(document, Some(e.key), e.reason))
         .collect()
 }
 
-/// Parses and validates one file's content. `file` names it in errors.
-pub fn parse(kind: ConfigKind, file: &Path, bytes: &[u8]) -> Result<Parsed, Vec<FileProblem>> {
-    parse_with_env(kind, file, bytes, ENV_BASE)
+/// Parses and validates one document's content. `document` names it in errors.
+pub fn parse(
+    kind: ConfigKind,
+    document: &str,
+    bytes: &[u8],
+) -> Result<Parsed, Vec<DocumentProblem>> {
+    parse_with_env(kind, document, bytes, ENV_BASE)
 }
 
 /// [`parse`], with environment overrides read under `env_base` instead of [`ENV_BASE`].
 fn parse_with_env(
     kind: ConfigKind,
-    file: &Path,
+    document: &str,
     bytes: &[u8],
     env_base: &str,
-) -> Result<Parsed, Vec<FileProblem>> {
+) -> Result<Parsed, Vec<DocumentProblem>> {
     let text = std::str::from_utf8(bytes)
-        .map_err(|e| vec![problem(file, None, format!("not UTF-8 text: {e}"))])?;
+        .map_err(|e| vec![problem(document, None, format!("not UTF-8 text: {e}"))])?;
     if text.trim().is_empty() {
         return Err(vec![problem(
-            file,
+            document,
             None,
             "the file is empty; leave out only the keys you want defaulted",
         )]);
     }
     match kind {
-        ConfigKind::Storm => extract::<RawStormSettings>(kind, file, text, env_base)?
+        ConfigKind::Storm => extract::<RawStormSettings>(kind, document, text, env_base)?
             .validate()
             .map(Parsed::Storm)
-            .map_err(|e| invalid(file, e)),
-        ConfigKind::Dedup => extract::<RawDedupSettings>(kind, file, text, env_base)?
+            .map_err(|e| invalid(document, e)),
+        ConfigKind::Dedup => extract::<RawDedupSettings>(kind, document, text, env_base)?
             .validate()
             .map(Parsed::Dedup)
-            .map_err(|e| invalid(file, e)),
-        ConfigKind::Retry => extract::<RawRetrySettings>(kind, file, text, env_base)?
+            .map_err(|e| invalid(document, e)),
+        ConfigKind::Retry => extract::<RawRetrySettings>(kind, document, text, env_base)?
             .validate()
             .map(Parsed::Retry)
-            .map_err(|e| invalid(file, e)),
+            .map_err(|e| invalid(document, e)),
     }
 }
 
@@ -167,8 +169,8 @@ mod tests {
 
     use super::*;
 
-    fn storm(text: &str) -> Result<Parsed, Vec<FileProblem>> {
-        parse(ConfigKind::Storm, Path::new("storm.yaml"), text.as_bytes())
+    fn storm(text: &str) -> Result<Parsed, Vec<DocumentProblem>> {
+        parse(ConfigKind::Storm, "storm.yaml", text.as_bytes())
     }
 
     #[test]
@@ -197,7 +199,7 @@ mod tests {
         let storm = |text: &str| {
             parse_with_env(
                 ConfigKind::Storm,
-                Path::new("storm.yaml"),
+                "storm.yaml",
                 text.as_bytes(),
                 "ENV_OVERRIDE_TEST_",
             )
@@ -221,6 +223,6 @@ mod tests {
         let e = storm("rate_threshold: [1\n").unwrap_err();
         assert!(e[0].reason.contains("line"), "{}", e[0]);
         assert!(storm("  \n").unwrap_err()[0].reason.contains("empty"));
-        assert!(parse(ConfigKind::Storm, Path::new("storm.yaml"), b"\xff\xfe").is_err());
+        assert!(parse(ConfigKind::Storm, "storm.yaml", b"\xff\xfe").is_err());
     }
 }

@@ -11,7 +11,7 @@ use gateway_ports::ConfigControl;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::FileConfigSource;
+use crate::DirSource;
 
 /// How the directory is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +46,10 @@ impl Drop for WatchHandle {
     }
 }
 
-impl FileConfigSource {
-    /// Spawns the watcher on the current tokio runtime; it runs until the handle is dropped. A
-    /// fed source ([`FileConfigSource::from_documents`]) has no directory: nothing is watched.
+impl DirSource {
+    /// Spawns the watcher on the current tokio runtime; it runs until the handle is dropped.
+    /// Each reload it makes is a [`reload_now`](ConfigControl::reload_now): serialised with
+    /// `POST /-/reload`'s.
     pub fn watch(self: &Arc<Self>, options: WatchOptions) -> WatchHandle {
         WatchHandle {
             task: tokio::spawn(run(Arc::clone(self), options)),
@@ -113,25 +114,12 @@ fn start(dir: &Path, tx: mpsc::UnboundedSender<Signal>) -> notify::Result<Recomm
     Ok(watcher)
 }
 
-async fn reload(source: &Arc<FileConfigSource>) {
-    let source = Arc::clone(source);
-    if let Err(e) = tokio::task::spawn_blocking(move || source.reload_now()).await {
-        tracing::error!(error = %e, "config reload task failed");
-    }
-}
-
 /// Bounds the debounce: a writer that never pauses still gets its changes applied at least
 /// every this many debounce periods.
 const MAX_DEBOUNCE_PERIODS: u32 = 10;
 
-async fn run(source: Arc<FileConfigSource>, options: WatchOptions) {
-    let Some(dir) = source.dir().map(Path::to_owned) else {
-        tracing::debug!(
-            source = source.origin(),
-            "a fed settings source has no directory to watch"
-        );
-        return;
-    };
+async fn run(source: Arc<DirSource>, options: WatchOptions) {
+    let dir = source.dir().to_owned();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher: Option<(RecommendedWatcher, (u64, u64))> = None;
     loop {
@@ -185,7 +173,7 @@ async fn run(source: Arc<FileConfigSource>, options: WatchOptions) {
                 Ok(None) | Err(_) => break,
             }
         }
-        reload(&source).await;
+        source.reload_now().await;
         // Removed, or removed and created again: the watch is on a dead inode.
         if watcher
             .as_ref()
