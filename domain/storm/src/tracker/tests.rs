@@ -485,6 +485,75 @@ async fn changed_settings_apply_on_the_next_call() {
 }
 
 #[tokio::test]
+async fn a_storm_yaml_reloaded_mid_storm_applies_to_the_next_signal_and_the_open_window() {
+    use gateway_adapter_file_config::MemorySource;
+    use gateway_ports::{ConfigKind, ReloadResult};
+
+    // The settings come from a real hot-reloadable source (documents judged, swapped
+    // atomically): the domain reads whatever is in force at each call.
+    let clock = ManualClock::new(at(0));
+    let config = MemorySource::new(Arc::new(clock.clone()));
+    let applied = |records: Vec<gateway_ports::ReloadRecord>| {
+        assert!(
+            records.iter().all(|r| r.result == ReloadResult::Applied),
+            "{records:?}"
+        );
+    };
+    applied(config.set(
+        ConfigKind::Storm,
+        "rate_threshold: 100
+buffer_threshold: 1
+inactivity_timeout: 60s
+",
+    ));
+    let tracker = tracker();
+    let observe = |n: u64| {
+        let (tracker, config, clock) = (&tracker, &config, &clock);
+        async move {
+            let s = signal(n, "A", "prod", &format!("p{n}"));
+            tracker
+                .observe_with(&s, config, clock)
+                .await
+                .unwrap()
+                .decision
+        }
+    };
+    assert_eq!(observe(0).await, Decision::Individual);
+    assert_eq!(observe(1).await, Decision::Individual);
+    // Mid-incident, the rate threshold is lowered: the next signal is a storm.
+    applied(config.set(
+        ConfigKind::Storm,
+        "rate_threshold: 2
+buffer_threshold: 1
+inactivity_timeout: 60s
+",
+    ));
+    assert!(matches!(observe(2).await, Decision::CreateAggregate { .. }));
+    // An invalid change is rejected: the settings in force stay, and so does the window.
+    let rejected = config.set(
+        ConfigKind::Storm,
+        "rate_threshold: 0
+",
+    );
+    assert!(matches!(rejected[0].result, ReloadResult::Rejected(_)));
+    assert!(matches!(observe(3).await, Decision::Joined { .. }));
+    // A shorter inactivity timeout closes the open window at the next check.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(expire(&tracker, &config.storm(), clock.now()).await, []);
+    applied(config.set(
+        ConfigKind::Storm,
+        "rate_threshold: 2
+buffer_threshold: 1
+inactivity_timeout: 5s
+",
+    ));
+    assert_eq!(
+        expire(&tracker, &config.storm(), clock.now()).await.len(),
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_shortened_inactivity_timeout_applies_to_open_windows() {
     let long = timing(settings(1, 100, 1), 60, 300);
     let short = timing(settings(1, 100, 1), 5, 300);
