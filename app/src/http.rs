@@ -15,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gateway_ports::ConfigSourceExt;
 use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
 use gateway_ports::{ConfigControl, ConfigKind, ReloadRecord, ReloadResult};
 use gateway_signal::{EventOutcome, PayloadError};

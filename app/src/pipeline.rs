@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
+use gateway_ports::ConfigSourceExt;
 use gateway_ports::{
     Clock, ConfigSource, DedupStore, Occurrences, Settings, Signal, StoreError, StormCounter,
     Timestamp, WindowStore, WriteFailure, Written,

@@ -71,6 +71,8 @@ pub type ChangeListener = Box<dyn Fn(ConfigKind) + Send + Sync>;
 ///   holds one sees one consistent snapshot of that type;
 /// - [`ConfigSource::generation`] rises by one each time a type's settings are replaced, and the
 ///   listeners registered with [`ConfigSource::on_change`] are called after the new value is visible.
+///
+/// One snapshot of all three types is [`ConfigSourceExt::snapshot`], which every source has.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait ConfigSource: Send + Sync {
     /// The storm settings in force.
@@ -83,8 +85,23 @@ pub trait ConfigSource: Send + Sync {
     fn generation(&self, kind: ConfigKind) -> u64;
     /// Registers a listener, called with the kind after each replacement.
     fn on_change(&self, listener: ChangeListener);
+}
 
-    /// One snapshot of all three types.
+/// What every [`ConfigSource`] offers on top of its accessors.
+///
+/// An extension rather than a provided method of `ConfigSource`, so that there is one definition
+/// (a source cannot override it) and a mock of `ConfigSource` (`MockConfigSource`) mocks only the
+/// accessors: `snapshot` on a mock calls the mocked `storm`, `dedup` and `retry`.
+pub trait ConfigSourceExt: ConfigSource {
+    /// One snapshot of all three types: what a request works with from start to end.
+    ///
+    /// Each type is read once (one atomic load each); the three reads are not one step, so a
+    /// reload between them gives a snapshot whose types come from different generations, each
+    /// of them valid.
+    fn snapshot(&self) -> Settings;
+}
+
+impl<C: ConfigSource + ?Sized> ConfigSourceExt for C {
     fn snapshot(&self) -> Settings {
         Settings {
             storm: self.storm(),
@@ -283,5 +300,30 @@ mod tests {
         cell.set_retry(RetrySettings::default());
         cell.set_retry(RetrySettings::default());
         assert_eq!(heard.load(Ordering::SeqCst), 2);
+    }
+
+    #[cfg(feature = "mocks")]
+    #[test]
+    fn a_snapshot_of_a_mock_reads_its_mocked_accessors_once_each() {
+        let dedup = RawDedupSettings {
+            ttl: Duration::from_secs(42),
+        }
+        .validate()
+        .unwrap();
+        let mut config = MockConfigSource::new();
+        config
+            .expect_storm()
+            .times(1)
+            .return_const(Arc::new(StormSettings::default()));
+        config
+            .expect_dedup()
+            .times(1)
+            .return_const(Arc::new(dedup.clone()));
+        config
+            .expect_retry()
+            .times(1)
+            .return_const(Arc::new(RetrySettings::default()));
+        let source: &dyn ConfigSource = &config;
+        assert_eq!(*source.snapshot().dedup, dedup);
     }
 }

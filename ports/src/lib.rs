@@ -13,8 +13,8 @@ pub mod storm;
 pub mod time;
 
 pub use config::{
-    ChangeListener, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, ReloadRecord,
-    ReloadResult, Settings, SettingsCell,
+    ChangeListener, ConfigControl, ConfigKind, ConfigSource, ConfigSourceExt, ConfigStatus,
+    ReloadRecord, ReloadResult, Settings, SettingsCell,
 };
 pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
 pub use remediation::{

@@ -3,7 +3,7 @@
 //!
 //! - `arc_clone`: `Arc::clone` of a `StormSettings` (baseline);
 //! - `storm`: `ConfigSource::storm()` on the arc-swap cell every source uses;
-//! - `snapshot`: `ConfigSource::snapshot()`, all three types (what one request takes);
+//! - `snapshot`: `ConfigSourceExt::snapshot()`, all three types (what one request takes);
 //! - `storm_while_reloading`: `storm()` while another thread replaces the settings in a loop.
 //!
 //! Run: `cargo bench -p gateway-tests --bench settings_read`.
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway_ports::settings::RawStormSettings;
-use gateway_ports::{ConfigSource, SettingsCell, StormSettings};
+use gateway_ports::{ConfigSource, ConfigSourceExt, SettingsCell, StormSettings};
 
 fn bench(c: &mut Criterion) {
     let cell = Arc::new(SettingsCell::default());
