@@ -3,6 +3,9 @@
 //!
 //! Nothing here performs IO or names a vendor type. Each trait's rustdoc is its contract; adapters
 //! (in-memory, Redis, Kubernetes, files) implement it and are checked against it by conformance tests.
+//!
+//! For other crates' tests: mockall mocks of the ports (feature `mocks`), and builders of the
+//! vocabulary plus a manual clock in `test_util` (feature `test-util`).
 
 pub mod config;
 pub mod dedup;
@@ -10,6 +13,8 @@ pub mod remediation;
 pub mod settings;
 pub mod signal;
 pub mod storm;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod time;
 
 pub use config::{
