@@ -161,28 +161,17 @@ pub fn for_aggregate(aggregate: &Aggregate, fallback_namespace: &str) -> Remedia
 
 #[cfg(test)]
 mod tests {
-    use gateway_ports::{Fingerprint, ResourceRef, Severity, SignalStatus};
+    use gateway_ports::Fingerprint;
+    use gateway_ports::test_util;
 
     use super::*;
 
+    /// The alert `Down` (fingerprint `abab…`), fired `firing_s` seconds after the epoch.
     fn signal(firing_s: u64) -> Signal {
-        Signal {
-            fingerprint: Fingerprint::from_hex(&"ab".repeat(32)).expect("hex"),
-            name: "Down".to_owned(),
-            namespace: "prod".to_owned(),
-            resource: ResourceRef {
-                kind: "Pod".to_owned(),
-                name: "api-0".to_owned(),
-                namespace: "prod".to_owned(),
-            },
-            severity: Severity::Critical,
-            status: SignalStatus::Firing,
-            source: SignalSource::Prometheus,
-            firing_time: Timestamp::from_secs(firing_s),
-            received_time: Timestamp::from_secs(firing_s),
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-        }
+        test_util::signal("Down")
+            .fingerprint(Fingerprint::from_hex(&"ab".repeat(32)).expect("hex"))
+            .at(Timestamp::from_secs(firing_s))
+            .build()
     }
 
     const T: u64 = 1_764_000_000;

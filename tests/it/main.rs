@@ -10,6 +10,7 @@ mod configmap_source;
 mod dedup_conformance;
 mod deploy_config;
 mod deploy_manifests;
+mod domain_from_outside;
 mod e2e;
 mod hot_reload;
 mod http_api;

@@ -18,10 +18,11 @@ use gateway::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use gateway::metrics::Metrics;
 use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_memory::{
-    ManualClock, MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, StaticConfigSource,
+    MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, StaticConfigSource,
 };
+use gateway_ports::test_util::{self, ManualClock};
 use gateway_ports::{
-    Clock, ConfigSource, DedupStore, RemediationRequest, RemediationWriter, Timestamp, WriteError,
+    Clock, ConfigSource, DedupStore, RemediationRequest, RemediationWriter, WriteError,
     WriteFailure, Written,
 };
 use gateway_storm::WindowCapacity;
@@ -50,7 +51,7 @@ impl TestGateway {
     /// The given settings.
     pub fn with_config(config: StaticConfigSource) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_764_090_000)));
+        let clock = Arc::new(ManualClock::new(test_util::T0));
         let config = Arc::new(config);
         let faults = Arc::new(FaultyWriter::new(Arc::new(
             DirectoryWriter::new(dir.path()).expect("dir writer"),

@@ -331,12 +331,13 @@ mod tests {
     use std::collections::BTreeMap;
 
     use gateway_ports::remediation::{DeduplicationInfo, RemediationRequestSpec};
-    use gateway_ports::{Fingerprint, ResourceRef, Severity, Timestamp};
+    use gateway_ports::test_util::{at, pod};
+    use gateway_ports::{Fingerprint, Severity};
 
     use super::*;
 
     fn request(name: &str, count: u64) -> RemediationRequest {
-        let t = Timestamp::from_secs(1_764_090_000);
+        let t = at(0);
         RemediationRequest {
             name: name.to_owned(),
             namespace: "prod".to_owned(),
@@ -348,11 +349,7 @@ mod tests {
                 signal_type: "prometheus-alert".to_owned(),
                 signal_source: "prometheus".to_owned(),
                 target_type: "kubernetes".to_owned(),
-                target_resource: ResourceRef {
-                    kind: "Pod".to_owned(),
-                    name: "api-0".to_owned(),
-                    namespace: "prod".to_owned(),
-                },
+                target_resource: pod("prod", "api-0"),
                 firing_time: t,
                 received_time: t,
                 signal_labels: BTreeMap::new(),
@@ -446,7 +443,7 @@ mod tests {
         let occurrences = |count| Occurrences {
             name: "rr-3".to_owned(),
             namespace: "prod".to_owned(),
-            last_occurrence: Timestamp::from_secs(1_764_090_100),
+            last_occurrence: at(100),
             occurrence_count: count,
         };
         let missing = w.record_occurrences(&occurrences(4)).await.unwrap_err();

@@ -2,7 +2,8 @@
 //! the doubles the app's tests use.
 //!
 //! - [`MemoryDedupStore`]: the [`DedupStore`] port in a bounded map;
-//! - [`SystemClock`]: the [`Clock`] port over the operating system's clock; [`ManualClock`] for tests;
+//! - [`SystemClock`]: the [`Clock`] port over the operating system's clock (a clock for tests is
+//!   `gateway_ports::test_util::ManualClock`);
 //! - [`StaticConfigSource`]: the [`ConfigSource`](gateway_ports::ConfigSource) port over fixed values;
 //! - [`MemoryStormCounter`]: the [`StormCounter`](gateway_ports::StormCounter) port, the Redis
 //!   adapter's arithmetic in a map bounded in alert names;
@@ -35,34 +36,6 @@ impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // the one place the gateway reads the OS clock
     fn now(&self) -> Timestamp {
         Timestamp::from_system_time(SystemTime::now())
-    }
-}
-
-/// A clock that moves only when told to: for tests of time-dependent behaviour (storm windows,
-/// TTLs) without sleeping.
-#[derive(Debug, Default)]
-pub struct ManualClock(std::sync::atomic::AtomicU64);
-
-impl ManualClock {
-    /// A clock standing at `t`.
-    pub fn new(t: Timestamp) -> Self {
-        ManualClock(std::sync::atomic::AtomicU64::new(t.as_millis()))
-    }
-    /// Moves the clock forward by `d`.
-    pub fn advance(&self, d: Duration) {
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
-    }
-    /// Sets the clock to `t`.
-    pub fn set(&self, t: Timestamp) {
-        self.0
-            .store(t.as_millis(), std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 

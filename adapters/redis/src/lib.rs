@@ -557,6 +557,8 @@ impl WindowStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use gateway_ports::test_util::fingerprint;
+
     use super::*;
 
     #[test]
@@ -582,9 +584,8 @@ mod tests {
     async fn an_unreachable_redis_is_unavailable_not_a_hang() {
         // Port 1 on loopback refuses at once.
         let store = RedisStore::new(RedisOptions::new("redis://127.0.0.1:1")).unwrap();
-        let fp = Fingerprint::from_hex(&"a".repeat(64)).unwrap();
         let err = store
-            .record(&fp, Duration::from_secs(60), Timestamp::EPOCH)
+            .record(&fingerprint(1), Duration::from_secs(60), Timestamp::EPOCH)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");

@@ -1,60 +1,35 @@
 //! Unit tests: the calls made to the store (mocks), and whole sequences against a model store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_ports::{
-    DedupWindow, MockClock, MockConfigSource, MockDedupStore, ResourceRef, Severity, SignalSource,
-    Ttl,
-};
+use gateway_ports::test_util::{at, dedup_settings, fingerprint, signal};
+use gateway_ports::{DedupWindow, MockClock, MockConfigSource, MockDedupStore};
 use mockall::Sequence;
 use mockall::predicate::eq;
 use proptest::prelude::*;
 
 use super::*;
 
-fn fingerprint(digit: char) -> Fingerprint {
-    Fingerprint::from_hex(&digit.to_string().repeat(64)).unwrap()
+/// Signal `n` (its fingerprint is `fingerprint(n)`), firing.
+fn firing(n: u64) -> Signal {
+    signal("KubePodCrashLooping")
+        .fingerprint(fingerprint(n))
+        .build()
 }
 
-fn signal(digit: char, status: SignalStatus) -> Signal {
-    Signal {
-        fingerprint: fingerprint(digit),
-        name: "KubePodCrashLooping".to_owned(),
-        namespace: "prod".to_owned(),
-        resource: ResourceRef {
-            kind: "Pod".to_owned(),
-            name: "api-7d9f".to_owned(),
-            namespace: "prod".to_owned(),
-        },
-        severity: Severity::Critical,
-        status,
-        source: SignalSource::Prometheus,
-        firing_time: Timestamp::from_secs(1_000),
-        received_time: Timestamp::from_secs(1_000),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-    }
-}
-
-fn firing(digit: char) -> Signal {
-    signal(digit, SignalStatus::Firing)
-}
-
-fn resolved(digit: char) -> Signal {
-    signal(digit, SignalStatus::Resolved)
+/// Signal `n`, resolved.
+fn resolved(n: u64) -> Signal {
+    signal("KubePodCrashLooping")
+        .fingerprint(fingerprint(n))
+        .resolved()
+        .build()
 }
 
 fn ttl(secs: u64) -> DedupSettings {
-    DedupSettings {
-        ttl: Ttl::new(Duration::from_secs(secs)).unwrap(),
-    }
-}
-
-fn at(secs: u64) -> Timestamp {
-    Timestamp::from_secs(1_700_000_000 + secs)
+    dedup_settings().ttl(Duration::from_secs(secs)).build()
 }
 
 fn unavailable() -> StoreError {
@@ -75,15 +50,11 @@ async fn a_firing_signal_is_recorded_with_the_ttl_in_force() {
     let mut store = MockDedupStore::new();
     store
         .expect_record()
-        .with(
-            eq(fingerprint('a')),
-            eq(Duration::from_secs(300)),
-            eq(at(0)),
-        )
+        .with(eq(fingerprint(1)), eq(Duration::from_secs(300)), eq(at(0)))
         .times(1)
         .returning(|_, _, now| Ok(Seen::First { window_start: now }));
     let outcome = over(store)
-        .observe(&firing('a'), &ttl(300), at(0))
+        .observe(&firing(1), &ttl(300), at(0))
         .await
         .unwrap();
     assert_eq!(
@@ -104,7 +75,7 @@ async fn a_duplicate_reports_its_window_start_and_count() {
         })
     });
     let outcome = over(store)
-        .observe(&firing('a'), &ttl(300), at(10))
+        .observe(&firing(1), &ttl(300), at(10))
         .await
         .unwrap();
     assert_eq!(
@@ -140,28 +111,24 @@ async fn a_ttl_change_applies_to_the_next_record() {
     let mut records = Sequence::new();
     store
         .expect_record()
-        .with(
-            eq(fingerprint('a')),
-            eq(Duration::from_secs(300)),
-            eq(at(0)),
-        )
+        .with(eq(fingerprint(1)), eq(Duration::from_secs(300)), eq(at(0)))
         .times(1)
         .in_sequence(&mut records)
         .returning(|_, _, now| Ok(Seen::First { window_start: now }));
     store
         .expect_record()
-        .with(eq(fingerprint('b')), eq(Duration::from_secs(60)), eq(at(5)))
+        .with(eq(fingerprint(2)), eq(Duration::from_secs(60)), eq(at(5)))
         .times(1)
         .in_sequence(&mut records)
         .returning(|_, _, now| Ok(Seen::First { window_start: now }));
 
     let dedup = over(store);
     dedup
-        .observe_with(&firing('a'), &config, &clock)
+        .observe_with(&firing(1), &config, &clock)
         .await
         .unwrap();
     let outcome = dedup
-        .observe_with(&firing('b'), &config, &clock)
+        .observe_with(&firing(2), &config, &clock)
         .await
         .unwrap();
     assert_eq!(
@@ -178,11 +145,11 @@ async fn a_resolved_signal_forgets_its_window_and_is_never_recorded() {
     store.expect_record().never();
     store
         .expect_forget()
-        .with(eq(fingerprint('a')))
+        .with(eq(fingerprint(1)))
         .times(1)
         .returning(|_| Ok(()));
     let outcome = over(store)
-        .observe(&resolved('a'), &ttl(300), at(0))
+        .observe(&resolved(1), &ttl(300), at(0))
         .await
         .unwrap();
     assert_eq!(outcome, DedupOutcome::Resolved);
@@ -194,10 +161,10 @@ async fn release_forgets_the_window() {
     store.expect_record().never();
     store
         .expect_forget()
-        .with(eq(fingerprint('a')))
+        .with(eq(fingerprint(1)))
         .times(1)
         .returning(|_| Ok(()));
-    over(store).release(&fingerprint('a')).await.unwrap();
+    over(store).release(&fingerprint(1)).await.unwrap();
 }
 
 #[tokio::test]
@@ -208,7 +175,7 @@ async fn a_store_error_while_recording_is_passed_on() {
         .times(1)
         .returning(|_, _, _| Err(unavailable()));
     let err = over(store)
-        .observe(&firing('a'), &ttl(300), at(0))
+        .observe(&firing(1), &ttl(300), at(0))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
@@ -224,7 +191,7 @@ async fn a_store_error_while_resolving_is_passed_on() {
         })
     });
     let err = over(store)
-        .observe(&resolved('a'), &ttl(300), at(0))
+        .observe(&resolved(1), &ttl(300), at(0))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
@@ -237,7 +204,7 @@ async fn a_store_error_while_releasing_is_passed_on() {
         .expect_forget()
         .times(1)
         .returning(|_| Err(unavailable()));
-    let err = over(store).release(&fingerprint('a')).await.unwrap_err();
+    let err = over(store).release(&fingerprint(1)).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
 }
 
@@ -247,7 +214,7 @@ fn a_deduplicator_over_a_dyn_store_is_debug_clone_and_its_futures_are_send() {
     let store: Arc<dyn DedupStore> = Arc::new(MockDedupStore::new());
     let dedup = Deduplicator::new(store);
     let (signal, settings, config, clock) = (
-        firing('a'),
+        firing(1),
         ttl(300),
         MockConfigSource::new(),
         MockClock::new(),
@@ -301,7 +268,7 @@ fn model() -> Deduplicator<ModelStore> {
 async fn new_then_counted_duplicates_then_resolved_then_new_again() {
     let dedup = model();
     let s = ttl(300);
-    let a = firing('a');
+    let a = firing(1);
     assert_eq!(
         dedup.observe(&a, &s, at(0)).await.unwrap(),
         DedupOutcome::New {
@@ -318,7 +285,7 @@ async fn new_then_counted_duplicates_then_resolved_then_new_again() {
         );
     }
     assert_eq!(
-        dedup.observe(&resolved('a'), &s, at(100)).await.unwrap(),
+        dedup.observe(&resolved(1), &s, at(100)).await.unwrap(),
         DedupOutcome::Resolved
     );
     assert_eq!(
@@ -333,16 +300,16 @@ async fn new_then_counted_duplicates_then_resolved_then_new_again() {
 async fn fingerprints_have_separate_windows() {
     let dedup = model();
     let s = ttl(300);
-    dedup.observe(&firing('a'), &s, at(0)).await.unwrap();
+    dedup.observe(&firing(1), &s, at(0)).await.unwrap();
     assert_eq!(
-        dedup.observe(&firing('b'), &s, at(1)).await.unwrap(),
+        dedup.observe(&firing(2), &s, at(1)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(1)
         }
     );
-    dedup.observe(&resolved('b'), &s, at(2)).await.unwrap();
+    dedup.observe(&resolved(2), &s, at(2)).await.unwrap();
     assert!(matches!(
-        dedup.observe(&firing('a'), &s, at(3)).await.unwrap(),
+        dedup.observe(&firing(1), &s, at(3)).await.unwrap(),
         DedupOutcome::Duplicate { count: 2, .. }
     ));
 }
@@ -351,7 +318,7 @@ async fn fingerprints_have_separate_windows() {
 async fn a_window_ends_exactly_one_ttl_after_it_opened() {
     let dedup = model();
     let s = ttl(60);
-    let a = firing('a');
+    let a = firing(1);
     dedup.observe(&a, &s, at(0)).await.unwrap();
     let just_before = at(60) - Duration::from_millis(1);
     assert!(matches!(
@@ -369,7 +336,7 @@ async fn a_window_ends_exactly_one_ttl_after_it_opened() {
 #[tokio::test]
 async fn a_ttl_reload_neither_stretches_nor_cuts_an_open_window() {
     let dedup = model();
-    let a = firing('a');
+    let a = firing(1);
     dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
     // Longer TTL now, but the window opened under 300 s still ends at 300 s.
     assert!(matches!(
@@ -392,7 +359,7 @@ async fn a_ttl_reload_neither_stretches_nor_cuts_an_open_window() {
 #[tokio::test]
 async fn a_released_window_lets_the_senders_retry_count_as_new() {
     let dedup = model();
-    let a = firing('a');
+    let a = firing(1);
     dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
     // Creating the remediation failed; the gateway answered 5xx and releases the window.
     dedup.release(&a.fingerprint).await.unwrap();
@@ -408,10 +375,7 @@ async fn a_released_window_lets_the_senders_retry_count_as_new() {
 async fn a_resolved_alert_without_an_open_window_is_still_resolved() {
     let dedup = model();
     assert_eq!(
-        dedup
-            .observe(&resolved('a'), &ttl(300), at(0))
-            .await
-            .unwrap(),
+        dedup.observe(&resolved(1), &ttl(300), at(0)).await.unwrap(),
         DedupOutcome::Resolved
     );
 }
@@ -440,7 +404,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
             let dedup = model();
-            let a = firing('a');
+            let a = firing(1);
             // The expectation, kept independently of `DedupWindow`: (start, ttl, count).
             let mut open: Option<(Timestamp, Duration, u64)> = None;
             let mut now = at(0);
@@ -467,7 +431,7 @@ proptest! {
                     }
                     Step::Resolve { gap_ms } => {
                         now = now + Duration::from_millis(gap_ms);
-                        let outcome = dedup.observe(&resolved('a'), &ttl(60), now).await.unwrap();
+                        let outcome = dedup.observe(&resolved(1), &ttl(60), now).await.unwrap();
                         prop_assert_eq!(outcome, DedupOutcome::Resolved);
                         open = None;
                     }

@@ -85,16 +85,17 @@ pub fn equal_jitter(base: Duration, unit: f64) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use gateway_ports::test_util::retry_settings;
     use proptest::prelude::*;
 
     use super::*;
 
     fn settings(initial: Duration, max: Duration) -> RetrySettings {
-        RetrySettings {
-            max_attempts: 3,
-            initial_backoff: initial,
-            max_backoff: max,
-        }
+        retry_settings()
+            .max_attempts(3)
+            .initial_backoff(initial)
+            .max_backoff(max)
+            .build()
     }
 
     #[test]
@@ -177,10 +178,12 @@ mod tests {
             1u64..10_000_000_000,
             0u64..100_000_000_000,
         )
-            .prop_map(|(max_attempts, initial, extra)| RetrySettings {
-                max_attempts,
-                initial_backoff: Duration::from_nanos(initial),
-                max_backoff: Duration::from_nanos(initial + extra),
+            .prop_map(|(max_attempts, initial, extra)| {
+                retry_settings()
+                    .max_attempts(max_attempts)
+                    .initial_backoff(Duration::from_nanos(initial))
+                    .max_backoff(Duration::from_nanos(initial + extra))
+                    .build()
             })
     }
 

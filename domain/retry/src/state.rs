@@ -155,6 +155,7 @@ impl RetryState {
 mod tests {
     use std::sync::Arc;
 
+    use gateway_ports::test_util::retry_settings;
     use gateway_ports::{ConfigSource, MockConfigSource, Rejection};
     use mockall::Sequence;
     use proptest::prelude::*;
@@ -172,11 +173,11 @@ mod tests {
     }
 
     fn settings(max_attempts: u32, initial_ms: u64, max_ms: u64) -> RetrySettings {
-        RetrySettings {
-            max_attempts,
-            initial_backoff: Duration::from_millis(initial_ms),
-            max_backoff: Duration::from_millis(max_ms),
-        }
+        retry_settings()
+            .max_attempts(max_attempts)
+            .initial_backoff(Duration::from_millis(initial_ms))
+            .max_backoff(Duration::from_millis(max_ms))
+            .build()
     }
 
     const UNAVAILABLE: WriteFailure = WriteFailure::Unavailable { retry_after: None };

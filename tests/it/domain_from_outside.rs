@@ -1,0 +1,97 @@
+//! The domain tested from outside its crates, as a new engineer would write it: mockall mocks of
+//! the ports (`gateway-ports` feature `mocks`) and the builders and clock of
+//! `gateway_ports::test_util` (feature `test-util`); nothing copied from a crate's private tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_dedup::{DedupOutcome, Deduplicator};
+use gateway_ports::test_util::{
+    ManualClock, at, dedup_settings, retry_settings, signal, storm_settings,
+};
+use gateway_ports::{ConfigSourceExt, MockConfigSource, MockDedupStore, Seen};
+use mockall::predicate::eq;
+
+#[tokio::test]
+async fn the_dedup_policy_records_a_firing_alert_with_the_ttl_in_force_at_the_clocks_time() {
+    let alert = signal("KubePodCrashLooping")
+        .namespace("prod")
+        .pod("api-0")
+        .build();
+    let mut config = MockConfigSource::new();
+    config.expect_dedup().return_const(Arc::new(
+        dedup_settings().ttl(Duration::from_secs(60)).build(),
+    ));
+    let clock = ManualClock::new(at(0));
+    let mut store = MockDedupStore::new();
+    store
+        .expect_record()
+        .with(
+            eq(alert.fingerprint.clone()),
+            eq(Duration::from_secs(60)),
+            eq(at(5)),
+        )
+        .times(1)
+        .returning(|_, _, now| Ok(Seen::First { window_start: now }));
+    let dedup = Deduplicator::new(Arc::new(store));
+
+    clock.advance(Duration::from_secs(5));
+    let outcome = dedup.observe_with(&alert, &config, &clock).await.unwrap();
+
+    assert_eq!(
+        outcome,
+        DedupOutcome::New {
+            window_start: at(5)
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_dedup_policy_ends_a_resolved_alerts_window_without_recording_it() {
+    let alert = signal("KubePodCrashLooping").resolved().build();
+    // The request path's way: one snapshot of the settings (a mock needs only its accessors).
+    let mut config = MockConfigSource::new();
+    config
+        .expect_storm()
+        .return_const(Arc::new(storm_settings().build()));
+    config
+        .expect_dedup()
+        .return_const(Arc::new(dedup_settings().build()));
+    config
+        .expect_retry()
+        .return_const(Arc::new(retry_settings().build()));
+    let mut store = MockDedupStore::new();
+    store.expect_record().never();
+    store
+        .expect_forget()
+        .with(eq(alert.fingerprint.clone()))
+        .times(1)
+        .returning(|_| Ok(()));
+    let dedup = Deduplicator::new(Arc::new(store));
+
+    let settings = config.snapshot();
+    let outcome = dedup.observe(&alert, &settings.dedup, at(0)).await.unwrap();
+
+    assert_eq!(outcome, DedupOutcome::Resolved);
+}
+
+#[tokio::test]
+async fn the_dedup_policy_releases_the_window_of_an_alert_that_could_not_be_written() {
+    let alert = signal("KubePodCrashLooping").build();
+    let mut store = MockDedupStore::new();
+    store
+        .expect_record()
+        .times(1)
+        .returning(|_, _, now| Ok(Seen::First { window_start: now }));
+    store
+        .expect_forget()
+        .with(eq(alert.fingerprint.clone()))
+        .times(1)
+        .returning(|_| Ok(()));
+    let dedup = Deduplicator::new(Arc::new(store));
+
+    let settings = dedup_settings().build();
+    dedup.observe(&alert, &settings, at(0)).await.unwrap();
+    // Writing the RemediationRequest failed: the sender's retry must count as new.
+    dedup.release(&alert.fingerprint).await.unwrap();
+}
