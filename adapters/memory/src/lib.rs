@@ -4,6 +4,16 @@
 //! - [`MemoryDedupStore`]: the [`DedupStore`] port in a bounded map;
 //! - [`SystemClock`]: the [`Clock`] port over the operating system's clock; [`ManualClock`] for tests;
 //! - [`StaticConfigSource`]: the [`ConfigSource`](gateway_ports::ConfigSource) port over fixed values.
+//! - [`MemoryStormCounter`]: the [`StormCounter`](gateway_ports::StormCounter) port, the Redis
+//!   adapter's arithmetic in a map bounded in alert names.
+//! - [`MemoryWindowStore`]: the [`WindowStore`](gateway_ports::WindowStore) port, compare-and-set
+//!   windows expiring by an injected clock.
+
+mod storm_counter;
+mod windows;
+
+pub use storm_counter::{DEFAULT_MAX_ALERT_NAMES, MemoryStormCounter};
+pub use windows::MemoryWindowStore;
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
