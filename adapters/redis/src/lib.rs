@@ -12,8 +12,10 @@
 //! Storm counts: per alert name two sorted sets, `…:storm:{<alert>}:signals` (by time) and
 //! `…:storm:{<alert>}:resources` (by last hit), trimmed and counted by one script per signal.
 //! Storm windows: `…:storm:window:{<namespace/alert>}` hashes (version `v`, state `s`) replaced by
-//! a compare-and-set script and listed in `…:storm:windows`; that index lives in another slot than
-//! the windows, so windows need a single Redis (or a primary with replicas), not a Cluster.
+//! a compare-and-set script and listed in `…:storm:windows`; a deleted window keeps `v` until its
+//! TTL ends, so a window opened again under its name never reuses a version. The index lives in
+//! another slot than the windows, so windows need a single Redis (or a primary with replicas), not
+//! a Cluster.
 //!
 //! Connection: the `redis` crate's auto-reconnecting connection manager, made in the background
 //! so the gateway starts (not ready) while Redis is down; every command has a timeout. While

@@ -4,6 +4,7 @@
 //! counted by one script per signal. Each set's TTL is its window, renewed by every signal, so an
 //! alert name gone quiet leaves nothing behind.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +17,15 @@ use crate::RedisStore;
 
 /// Records one storm signal and counts: `{rate, distinct_resources}`.
 static STORM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/storm.lua")));
+
+/// This process's part of every signal's member: random, because replicas in containers commonly
+/// share a process id (1), and two members alike would count two signals as one.
+static PROCESS: LazyLock<u64> = LazyLock::new(|| {
+    // `RandomState` is seeded from the operating system's randomness.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+});
 
 /// Makes members unique among this process's calls, whichever store instance makes them.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -32,11 +42,10 @@ impl StormCounter for RedisStore {
         let mut manager = self.manager()?;
         let tag = format!("{}:storm:{{{alert_name}}}", self.key_prefix());
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
-        // Unique across replicas too: process id, a local sequence, and the time.
         let member = format!(
-            "{}:{}:{}",
+            "{}:{:016x}:{}",
             now.as_millis(),
-            std::process::id(),
+            *PROCESS,
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
         let mut invocation = STORM.key(format!("{tag}:signals"));

@@ -2,8 +2,9 @@
 //! state), replaced by a compare-and-set script and listed in the set `…:storm:windows`.
 //!
 //! The index lives in another slot than the windows it lists, so windows need a single Redis (or
-//! a primary with replicas), not a Cluster. The index's TTL is never shorter than a listed
-//! window's; `load` prunes the entry of a window that expired.
+//! a primary with replicas), not a Cluster. Every script that adds to or removes from the index
+//! does so in the same atomic step as the window's change, and the index's TTL is never shorter
+//! than a listed window's, so a stored window is always listed.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -17,6 +18,10 @@ use crate::RedisStore;
 /// Compare-and-set of one window: 1 when done, 0 when another writer came first.
 static REPLACE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/replace_window.lua")));
+
+/// One window, `{version, state}` or nil; an entry for a window no longer stored leaves the
+/// index.
+static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load_window.lua")));
 
 impl RedisStore {
     fn window_key(&self, name: &str) -> String {
@@ -32,29 +37,15 @@ impl RedisStore {
 impl WindowStore for RedisStore {
     async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError> {
         let mut manager = self.manager()?;
-        let (version, state): (Option<u64>, Option<Vec<u8>>) = self
+        let mut invocation = LOAD.key(self.window_key(key));
+        invocation.key(self.window_index()).arg(key);
+        let stored: Option<(u64, Vec<u8>)> = self
             .timed(
                 "loading a storm window",
-                redis::cmd("HMGET")
-                    .arg(self.window_key(key))
-                    .arg("v")
-                    .arg("s")
-                    .query_async(&mut manager),
+                invocation.invoke_async(&mut manager),
             )
             .await?;
-        Ok(match (version, state) {
-            (Some(version), Some(state)) => Some(StoredWindow { version, state }),
-            _ => {
-                // Expired: its index entry is stale.
-                let _: Result<(), _> = self
-                    .timed(
-                        "pruning the window index",
-                        manager.srem(self.window_index(), key),
-                    )
-                    .await;
-                None
-            }
-        })
+        Ok(stored.map(|(version, state)| StoredWindow { version, state }))
     }
 
     async fn replace(
@@ -69,9 +60,10 @@ impl WindowStore for RedisStore {
         invocation
             .key(self.window_index())
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
-            .arg(state.unwrap_or_default())
+            .arg(if state.is_some() { "set" } else { "delete" })
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .arg(key);
+            .arg(key)
+            .arg(state.unwrap_or_default());
         let replaced: u8 = self
             .timed(
                 "replacing a storm window",
