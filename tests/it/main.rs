@@ -18,3 +18,4 @@ mod purity;
 mod redis_container;
 mod redis_store;
 mod reload_under_load;
+mod storm_conformance;
