@@ -20,4 +20,5 @@ mod purity;
 mod redis_container;
 mod redis_store;
 mod reload_under_load;
+mod storm_conformance;
 mod storm_writes;

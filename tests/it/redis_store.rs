@@ -1,5 +1,6 @@
-//! The Redis dedup store against a real Redis (testcontainers): the `DedupStore` contract, TTLs
-//! from hot-reloaded settings, replicas sharing one Redis, and an outage under load.
+//! The Redis store against a real Redis (testcontainers): the `DedupStore` contract, TTLs from
+//! hot-reloaded settings, the keys the storm ports leave, replicas sharing one Redis, and an outage
+//! under load. The storm ports' contracts are in `storm_conformance`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,12 +15,22 @@ use serde_json::Value;
 
 use crate::dedup_conformance::conformance;
 
+/// A key prefix no other store of this test binary uses.
+pub(crate) fn fresh_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("test{}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
 /// A store on `url` under its own key prefix, once it is connected.
 async fn connected(url: &str) -> RedisStore {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = format!("test{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    connected_as(url, &fresh_prefix()).await
+}
+
+/// A store on `url` under `prefix`, once it is connected: stores made with one prefix share their
+/// state, as replicas do.
+pub(crate) async fn connected_as(url: &str, prefix: &str) -> RedisStore {
     let store = RedisStore::new(RedisOptions {
-        key_prefix: prefix,
+        key_prefix: prefix.to_owned(),
         ..RedisOptions::new(url)
     })
     .unwrap();
@@ -426,73 +437,90 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
     assert_eq!(count, 3);
 }
 
+/// What the storm ports leave in Redis: the keys the crate docs name, every one with a TTL no
+/// longer than the window it serves (so an alert name gone quiet, and a closed window, leave
+/// nothing behind for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storm_counts_in_redis_follow_the_windows_of_the_domain() {
-    use gateway_ports::{ResourceRef, StormCounter, StormCounts};
-    use gateway_storm::COUNTING;
+async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window() {
+    use gateway_ports::{Counting, ResourceRef, StormCounter, WindowStore};
 
     let redis = TestRedis::start().await;
-    let store = connected(&redis.url).await;
-    let pod = |name: &str| ResourceRef {
+    let prefix = fresh_prefix();
+    let store = connected_as(&redis.url, &prefix).await;
+    let counting = Counting {
+        rate_window: Duration::from_secs(10),
+        pattern_window: Duration::from_secs(20),
+        max_tracked: 100,
+    };
+    let pod = ResourceRef {
         kind: "Pod".into(),
-        name: name.into(),
+        name: "p".into(),
         namespace: "prod".into(),
     };
-    let t0 = Timestamp::from_secs(1_764_090_000);
-    let count = |resource: ResourceRef, at: Timestamp| {
-        let store = &store;
-        async move { store.count("Disk", &resource, at, COUNTING).await.unwrap() }
-    };
-    assert_eq!(
-        count(pod("a"), t0).await,
-        StormCounts {
-            rate: 1,
-            distinct_resources: 1
-        }
-    );
-    assert_eq!(
-        count(pod("a"), t0 + Duration::from_secs(1)).await,
-        StormCounts {
-            rate: 2,
-            distinct_resources: 1
-        }
-    );
-    assert_eq!(
-        count(pod("b"), t0 + Duration::from_secs(2)).await,
-        StormCounts {
-            rate: 3,
-            distinct_resources: 2
-        }
-    );
-    // Exactly 60 s after the first signal: it no longer counts for the rate; the pod still does.
-    assert_eq!(
-        count(pod("c"), t0 + Duration::from_secs(60)).await,
-        StormCounts {
-            rate: 3,
-            distinct_resources: 3
-        }
-    );
-    // 120 s after pod a's last signal: pod a has left the pattern window.
-    let late = t0 + Duration::from_secs(121);
-    assert_eq!(
-        count(pod("d"), late).await,
-        StormCounts {
-            rate: 1,
-            distinct_resources: 3
-        }
-    );
-    // Another alert name is counted apart.
-    let other = store
-        .count("Other", &pod("a"), late, COUNTING)
+    store
+        .count("Disk", &pod, Timestamp::from_secs(1_764_090_000), counting)
         .await
         .unwrap();
-    assert_eq!(
-        other,
-        StormCounts {
-            rate: 1,
-            distinct_resources: 1
-        }
+    let ttl = Duration::from_secs(30);
+    assert!(
+        store
+            .replace("prod/Open", None, Some(vec![1]), ttl)
+            .await
+            .unwrap()
     );
+    assert!(
+        store
+            .replace("prod/Closed", None, Some(vec![1]), ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace("prod/Closed", Some(1), None, ttl)
+            .await
+            .unwrap()
+    );
+
+    let mut connection = store
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    keys.sort();
+    let expected = [
+        ("storm:window:{prod/Closed}", 30_000),
+        ("storm:window:{prod/Open}", 30_000),
+        ("storm:windows", 30_000),
+        ("storm:{Disk}:resources", 20_000),
+        ("storm:{Disk}:signals", 10_000),
+    ];
+    let names: Vec<String> = expected
+        .iter()
+        .map(|(key, _)| format!("{prefix}:{key}"))
+        .collect();
+    assert_eq!(
+        keys, names,
+        "the closed window keeps its version until its TTL ends"
+    );
+    for (key, limit) in names.iter().zip(expected.map(|(_, limit)| limit)) {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= limit, "{key}: {ttl} ms");
+    }
+    let index: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:storm:windows"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(index, ["prod/Open"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

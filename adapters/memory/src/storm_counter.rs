@@ -15,10 +15,10 @@ use gateway_ports::{Counting, ResourceRef, StoreError, StormCounter, StormCounts
 /// `max_tracked` newest) and its resources by last hit (trimmed to the pattern window, then to the
 /// `max_tracked` most recent, ties broken by the resource's `namespace/kind/name` as Redis breaks
 /// them). A name whose last signal is older than both windows holds nothing that could still
-/// count: a sweep drops such names, over all names once per as many calls as there are names
-/// (amortised constant work per call). When `max_alert_names` names are held, a new name evicts
-/// the one counted least recently; an evicted name that was still live restarts from zero, which
-/// can only delay a storm, never invent one.
+/// count: a sweep drops such names, over all names once per as many calls as names were held
+/// after the previous sweep (amortised constant work per call). When `max_alert_names` names are
+/// held, a new name evicts the one counted least recently; an evicted name that was still live
+/// restarts from zero, which can only delay a storm, never invent one.
 ///
 /// Memory: at most `max_alert_names` × `max_tracked` × (a time + a resource) in the worst case (a
 /// huge storm on every name at once); a quiet gateway holds nothing.
@@ -44,7 +44,9 @@ struct Names {
     /// Alert names by the sequence number of their last count, least recent first.
     recency: BTreeMap<u64, String>,
     next_sequence: u64,
-    counts_since_sweep: usize,
+    /// Counts left before the next sweep: as many as names were held after the last one, so the
+    /// map at most doubles (plus a minimum) between sweeps.
+    counts_to_sweep: usize,
     evicted: u64,
 }
 
@@ -185,7 +187,7 @@ impl Names {
             }
             keep
         });
-        self.counts_since_sweep = 0;
+        self.counts_to_sweep = self.by_name.len().max(MIN_COUNTS_PER_SWEEP);
     }
 }
 
@@ -240,8 +242,8 @@ impl StormCounter for MemoryStormCounter {
         // The Redis adapter's member for a resource, so both order ties alike.
         let resource = format!("{}/{}/{}", resource.namespace, resource.kind, resource.name);
         let mut names = self.lock();
-        names.counts_since_sweep += 1;
-        if names.counts_since_sweep >= names.by_name.len().max(MIN_COUNTS_PER_SWEEP) {
+        names.counts_to_sweep = names.counts_to_sweep.saturating_sub(1);
+        if names.counts_to_sweep == 0 {
             names.sweep(now, limits);
         }
         Ok(names.count(
@@ -383,7 +385,8 @@ mod tests {
             c.lock().by_name.keys().all(|name| name.starts_with("Late")),
             "every name quiet for the pattern window was dropped"
         );
-        assert_eq!(c.lock().recency.len(), c.len());
+        let (held, ordered) = (c.len(), c.lock().recency.len());
+        assert_eq!(ordered, held);
         assert_eq!(c.evicted(), 0);
     }
 
@@ -429,7 +432,8 @@ mod tests {
                 .unwrap();
             assert!(c.len() <= 3);
         }
-        assert_eq!(c.lock().recency.len(), c.len());
+        let (held, ordered) = (c.len(), c.lock().recency.len());
+        assert_eq!(ordered, held);
     }
 
     #[tokio::test]

@@ -16,7 +16,8 @@ use gateway_ports::{Clock, StoreError, StoredWindow, Timestamp, WindowStore};
 /// a writer still holding the deleted window's version is refused, not mistaken for the new
 /// window's owner. A window expires `ttl` (at least a millisecond) after its last replacement, by
 /// the clock given to [`MemoryWindowStore::new`]; expired windows are dropped when met and by a
-/// sweep over all windows once per as many replacements as there are windows.
+/// sweep over all windows once per as many replacements as windows were held after the
+/// previous sweep.
 pub struct MemoryWindowStore {
     clock: Arc<dyn Clock>,
     state: Mutex<Windows>,
@@ -25,7 +26,8 @@ pub struct MemoryWindowStore {
 #[derive(Debug, Default)]
 struct Windows {
     by_key: HashMap<String, Slot>,
-    replaces_since_sweep: usize,
+    /// Replacements left before the next sweep: as many as slots were held after the last one.
+    replaces_to_sweep: usize,
 }
 
 #[derive(Debug)]
@@ -56,7 +58,7 @@ impl Windows {
 
     fn sweep(&mut self, now: Timestamp) {
         self.by_key.retain(|_, slot| slot.is_live(now));
-        self.replaces_since_sweep = 0;
+        self.replaces_to_sweep = self.by_key.len().max(MIN_REPLACES_PER_SWEEP);
     }
 }
 
@@ -111,8 +113,8 @@ impl WindowStore for MemoryWindowStore {
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let mut windows = self.lock();
-        windows.replaces_since_sweep += 1;
-        if windows.replaces_since_sweep >= windows.by_key.len().max(MIN_REPLACES_PER_SWEEP) {
+        windows.replaces_to_sweep = windows.replaces_to_sweep.saturating_sub(1);
+        if windows.replaces_to_sweep == 0 {
             windows.sweep(now);
         }
         let (stored, last_version) = match windows.slot(key, now) {

@@ -1,0 +1,84 @@
+//! The [`WindowStore`] port: one hash per window, `…:storm:window:{<name>}` (`v` version, `s`
+//! state), replaced by a compare-and-set script and listed in the set `…:storm:windows`.
+//!
+//! The index lives in another slot than the windows it lists, so windows need a single Redis (or
+//! a primary with replicas), not a Cluster. Every script that adds to or removes from the index
+//! does so in the same atomic step as the window's change, and the index's TTL is never shorter
+//! than a listed window's, so a stored window is always listed.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gateway_ports::{StoreError, StoredWindow, WindowStore};
+use redis::{AsyncCommands, Script};
+
+use crate::RedisStore;
+
+/// Compare-and-set of one window: 1 when done, 0 when another writer came first.
+static REPLACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/replace_window.lua")));
+
+/// One window, `{version, state}` or nil; an entry for a window no longer stored leaves the
+/// index.
+static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load_window.lua")));
+
+impl RedisStore {
+    fn window_key(&self, name: &str) -> String {
+        format!("{}:storm:window:{{{name}}}", self.key_prefix())
+    }
+
+    fn window_index(&self) -> String {
+        format!("{}:storm:windows", self.key_prefix())
+    }
+}
+
+#[async_trait]
+impl WindowStore for RedisStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError> {
+        let mut manager = self.manager()?;
+        let mut invocation = LOAD.key(self.window_key(key));
+        invocation.key(self.window_index()).arg(key);
+        let stored: Option<(u64, Vec<u8>)> = self
+            .timed(
+                "loading a storm window",
+                invocation.invoke_async(&mut manager),
+            )
+            .await?;
+        Ok(stored.map(|(version, state)| StoredWindow { version, state }))
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        state: Option<Vec<u8>>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut manager = self.manager()?;
+        let mut invocation = REPLACE.key(self.window_key(key));
+        invocation
+            .key(self.window_index())
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(if state.is_some() { "set" } else { "delete" })
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(key)
+            .arg(state.unwrap_or_default());
+        let replaced: u8 = self
+            .timed(
+                "replacing a storm window",
+                invocation.invoke_async(&mut manager),
+            )
+            .await?;
+        Ok(replaced == 1)
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut manager = self.manager()?;
+        self.timed(
+            "listing storm windows",
+            manager.smembers(self.window_index()),
+        )
+        .await
+    }
+}
