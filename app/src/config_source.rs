@@ -38,20 +38,11 @@ pub const STARTUP_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings source in force, whichever `--config-source` named: the pipeline reads it
 /// ([`ConfigSource`]), `/config` and `/-/reload` control it ([`ConfigControl`]).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SettingsSource {
     settings: Arc<dyn ConfigSource>,
     control: Arc<dyn ConfigControl>,
     origin: String,
-}
-
-impl std::fmt::Debug for SettingsSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SettingsSource")
-            .field("origin", &self.origin)
-            .field("control", &self.control)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SettingsSource {

@@ -14,7 +14,7 @@ use gateway_signal::{EventOutcome, PayloadError};
 use gateway_storm::{StormTracker, WindowCapacity};
 
 use crate::aggregates::AggregateWriter;
-use crate::closing::WindowCloser;
+use crate::backlog::Backlog;
 use crate::intake::SignalIntake;
 use crate::metrics::{HttpMethod, Metrics};
 use crate::occurrences::OccurrenceFlusher;
@@ -25,7 +25,7 @@ use crate::ticker::Ticker;
 use crate::writer::RetryingWriter;
 
 /// Where storm counts and aggregation windows are kept.
-#[allow(missing_debug_implementations)] // trait objects
+#[derive(Debug)]
 pub struct StormStores {
     /// Counts per alert name.
     pub counter: Arc<dyn StormCounter>,
@@ -39,7 +39,7 @@ pub struct StormStores {
 }
 
 /// What the gateway is built from.
-#[allow(missing_debug_implementations)] // trait objects all the way down
+#[derive(Debug)]
 pub struct Parts {
     /// Hot-reloadable settings.
     pub config: Arc<dyn ConfigSource>,
@@ -82,6 +82,15 @@ impl Default for WriteTiming {
     }
 }
 
+/// What a request body carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// An Alertmanager webhook (version 4).
+    Alertmanager,
+    /// A core/v1 Event.
+    KubernetesEvent,
+}
+
 /// Why a request's signals were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
@@ -94,6 +103,7 @@ pub enum Refused {
 }
 
 /// The gateway.
+#[derive(Debug)]
 pub struct Gateway {
     intake: SignalIntake,
     ticker: Ticker,
@@ -101,15 +111,6 @@ pub struct Gateway {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: Arc<dyn ConfigSource>,
-}
-
-impl std::fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway")
-            .field("intake", &self.intake)
-            .field("ticker", &self.ticker)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Gateway {
@@ -133,24 +134,22 @@ impl Gateway {
             seed,
             timing.attempt_timeout,
         ));
-        let aggregates = Arc::new(AggregateWriter::new(
-            writer.clone(),
-            metrics.clone(),
-            fallback_namespace.clone(),
-            timing.update_interval,
-        ));
-        let pending = Arc::new(PendingWrites::new(writer.clone()));
-        let occurrences = Arc::new(OccurrenceFlusher::new(
-            timing.update_interval,
-            writer.clone(),
-            metrics.clone(),
-            fallback_namespace.clone(),
-        ));
-        let closer = Arc::new(WindowCloser::new(
-            aggregates.clone(),
-            pending.clone(),
-            fallback_namespace.clone(),
-        ));
+        let backlog = Arc::new(Backlog {
+            aggregates: AggregateWriter::new(
+                writer.clone(),
+                metrics.clone(),
+                fallback_namespace.clone(),
+                timing.update_interval,
+            ),
+            occurrences: OccurrenceFlusher::new(
+                timing.update_interval,
+                writer.clone(),
+                metrics.clone(),
+                fallback_namespace.clone(),
+            ),
+            pending: PendingWrites::new(writer.clone()),
+            fallback_namespace: fallback_namespace.clone(),
+        });
         let tracker = Arc::new(StormTracker::new(
             storms.counter,
             storms.windows,
@@ -162,56 +161,59 @@ impl Gateway {
                 dedup: Deduplicator::new(dedup_store.clone()),
                 storms: tracker.clone(),
                 writer,
-                aggregates: aggregates.clone(),
-                occurrences: occurrences.clone(),
-                closer: closer.clone(),
+                backlog: backlog.clone(),
                 metrics: metrics.clone(),
                 fallback_namespace,
                 write_deadline: timing.deadline,
             },
             ticker: Ticker {
-                config: config.clone(),
-                clock: clock.clone(),
                 storms: tracker,
-                closer,
-                aggregates,
-                pending,
-                occurrences,
+                backlog,
                 metrics: metrics.clone(),
                 windows_die_with_process: !storms.shared,
             },
-            readiness: Readiness::new(dedup_store, sink, metrics.clone()),
+            readiness: Readiness::new(dedup_store, sink),
             metrics,
             clock,
             config,
         }
     }
 
-    /// An Alertmanager webhook (version 4): every alert of the batch, in order.
-    pub async fn alertmanager(&self, body: &[u8]) -> Result<Vec<AlertOutcome>, Refused> {
-        let signals = gateway_signal::parse_alertmanager(body, self.clock.now())?;
-        Ok(self.intake.process(signals).await?)
-    }
-
-    /// A core/v1 Event: `Warning` events are signals, `Normal` ones are ignored.
-    pub async fn kubernetes_event(&self, body: &[u8]) -> Result<Vec<AlertOutcome>, Refused> {
-        match gateway_signal::parse_kubernetes_event(body, self.clock.now())? {
-            EventOutcome::Signal(signal) => Ok(self.intake.process(vec![signal]).await?),
-            EventOutcome::Ignored { reason } => {
-                self.metrics.outcome(Outcome::Ignored);
-                Ok(vec![AlertOutcome::ignored(reason)])
+    /// The signals of one request body: every alert of an Alertmanager webhook (version 4), in
+    /// order; or a core/v1 Event, whose `Warning`s are signals and `Normal`s are ignored.
+    pub async fn receive(
+        &self,
+        payload: Payload,
+        body: &[u8],
+    ) -> Result<Vec<AlertOutcome>, Refused> {
+        let received = self.clock.now();
+        let signals = match payload {
+            Payload::Alertmanager => gateway_signal::parse_alertmanager(body, received)?,
+            Payload::KubernetesEvent => {
+                match gateway_signal::parse_kubernetes_event(body, received)? {
+                    EventOutcome::Signal(signal) => vec![signal],
+                    EventOutcome::Ignored { reason } => {
+                        self.metrics.outcome(Outcome::Ignored);
+                        return Ok(vec![AlertOutcome::ignored(reason)]);
+                    }
+                }
             }
-        }
+        };
+        Ok(self.intake.process(signals).await?)
     }
 
     /// The background round (see [`Ticker::tick`]); run about once a second.
     pub async fn tick(&self) {
-        self.ticker.tick().await;
+        self.ticker
+            .tick(&self.config.snapshot(), self.clock.now())
+            .await;
     }
 
     /// The last round, at shutdown (see [`Ticker::drain`]).
     pub async fn drain(&self) {
-        self.ticker.drain().await;
+        self.ticker
+            .drain(&self.config.snapshot(), self.clock.now())
+            .await;
     }
 
     /// Writes waiting for a later round.
@@ -221,17 +223,20 @@ impl Gateway {
 
     /// Readiness: accepting, and the dedup store and the sink usable now.
     pub async fn readiness(&self) -> Result<(), Vec<String>> {
-        self.readiness.check().await
+        let ready = self.readiness.check().await;
+        self.metrics.ready(ready.is_ok());
+        ready
     }
 
     /// Serving has begun: report ready.
     pub fn serving(&self) {
-        self.readiness.serving();
+        self.metrics.ready(self.readiness.is_accepting());
     }
 
     /// Shutdown has begun: stop reporting ready.
     pub fn stop_accepting(&self) {
         self.readiness.stop_accepting();
+        self.metrics.ready(false);
     }
 
     /// The settings in force, one consistent snapshot.

@@ -16,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
-use gateway_ports::{ConfigControl, ConfigKind, ReloadRecord, ReloadResult};
+use gateway_ports::{ConfigControl, ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
 use gateway_signal::PayloadError;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::gateway::{Gateway, Refused};
+use crate::gateway::{Gateway, Payload, Refused};
 use crate::metrics::HttpMethod;
 use crate::outcome::{AlertOutcome, Unrecorded};
 
@@ -128,8 +128,18 @@ impl From<Unrecorded> for Problem {
 /// The gateway's router.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/api/v1/signals/prometheus", post(prometheus_webhook))
-        .route("/api/v1/signals/kubernetes-event", post(kubernetes_event))
+        .route(
+            "/api/v1/signals/prometheus",
+            post(|State(state), headers, body| {
+                signals(state, headers, body, Payload::Alertmanager)
+            }),
+        )
+        .route(
+            "/api/v1/signals/kubernetes-event",
+            post(|State(state), headers, body| {
+                signals(state, headers, body, Payload::KubernetesEvent)
+            }),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -264,22 +274,15 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
     })
 }
 
-async fn prometheus_webhook(
-    State(state): State<AppState>,
+/// A signal endpoint: a JSON body of `payload`'s kind, answered with one outcome per signal.
+async fn signals(
+    state: AppState,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    payload: Payload,
 ) -> Result<Response, Problem> {
     let body = json_body(&headers, body)?;
-    Ok(answer(state.gateway.alertmanager(&body).await?))
-}
-
-async fn kubernetes_event(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let body = json_body(&headers, body)?;
-    Ok(answer(state.gateway.kubernetes_event(&body).await?))
+    Ok(answer(state.gateway.receive(payload, &body).await?))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -323,14 +326,19 @@ fn record_json(record: &ReloadRecord) -> serde_json::Value {
     })
 }
 
-/// `GET /config`: the settings in force per type, their hash, generation and last reload.
-async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let settings = state.gateway.settings();
-    let statuses = state
+/// The state of every settings type, when the source is reloadable.
+fn statuses(state: &AppState) -> Vec<ConfigStatus> {
+    state
         .control
         .as_ref()
         .map(|c| c.status())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// `GET /config`: the settings in force per type, their hash, generation and last reload.
+async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let settings = state.gateway.settings();
+    let statuses = statuses(&state);
     let mut body = serde_json::Map::new();
     for kind in ConfigKind::ALL {
         let in_force = match kind {
@@ -366,11 +374,7 @@ async fn reload(State(state): State<AppState>) -> Result<Response, Problem> {
     let records = control.reload_now().await;
     // A type whose content did not change since its last attempt answers with that attempt: a
     // file that is still invalid is still an error.
-    let statuses = state
-        .control
-        .as_ref()
-        .map(|c| c.status())
-        .unwrap_or_default();
+    let statuses = statuses(&state);
     let mut body = serde_json::Map::new();
     let mut failed = false;
     for kind in ConfigKind::ALL {

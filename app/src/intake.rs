@@ -17,10 +17,8 @@ use gateway_ports::{
 };
 use gateway_storm::{Aggregate, Decision, StormError, StormTracker};
 
-use crate::aggregates::AggregateWriter;
-use crate::closing::WindowCloser;
+use crate::backlog::Backlog;
 use crate::metrics::Metrics;
-use crate::occurrences::OccurrenceFlusher;
 use crate::outcome::{AlertOutcome, NotRecorded, Outcome, Unrecorded};
 use crate::remediation;
 use crate::writer::{Deadline, Op, RetryingWriter};
@@ -29,25 +27,16 @@ use crate::writer::{Deadline, Op, RetryingWriter};
 pub type Storms = StormTracker<dyn StormCounter, dyn WindowStore>;
 
 /// Dedup → storm → write, for each signal of a request.
+#[derive(Debug)]
 pub struct SignalIntake {
     pub(crate) config: Arc<dyn ConfigSource>,
     pub(crate) dedup: Deduplicator<dyn DedupStore>,
     pub(crate) storms: Arc<Storms>,
     pub(crate) writer: Arc<RetryingWriter>,
-    pub(crate) aggregates: Arc<AggregateWriter>,
-    pub(crate) occurrences: Arc<OccurrenceFlusher>,
-    pub(crate) closer: Arc<WindowCloser>,
+    pub(crate) backlog: Arc<Backlog>,
     pub(crate) metrics: Metrics,
     pub(crate) fallback_namespace: String,
     pub(crate) write_deadline: Duration,
-}
-
-impl std::fmt::Debug for SignalIntake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignalIntake")
-            .field("write_deadline", &self.write_deadline)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SignalIntake {
@@ -99,8 +88,12 @@ impl SignalIntake {
                 window_start,
             } => {
                 self.metrics.deduplicated();
-                self.occurrences
-                    .record(signal, window_start, settings.dedup.ttl.get(), count);
+                self.backlog.occurrences.record(
+                    signal,
+                    window_start,
+                    settings.dedup.ttl.get(),
+                    count,
+                );
                 let mut outcome = AlertOutcome::of(signal, Outcome::Duplicate);
                 outcome.occurrences = Some(count);
                 Ok(outcome)
@@ -133,7 +126,7 @@ impl SignalIntake {
             }
         };
         if let Some(closed) = observation.closed {
-            self.closer.hand_over(closed, settings.dedup.ttl.get());
+            self.backlog.hand_over(closed, settings.dedup.ttl.get());
         }
         match observation.decision {
             Decision::Individual => {
@@ -182,19 +175,23 @@ impl SignalIntake {
                     self.storm_started(signal, storm_type);
                 }
                 let mut outcome = aggregated(signal, &aggregate, Outcome::Aggregated);
-                let written = self.aggregates.create(aggregate, deadline, now).await;
+                let written = self
+                    .backlog
+                    .aggregates
+                    .create(aggregate, deadline, now)
+                    .await;
                 outcome.created = written == Some(Written::Created);
                 Ok(outcome)
             }
             Decision::Joined { aggregate } => {
                 let outcome = aggregated(signal, &aggregate, Outcome::Aggregated);
-                self.aggregates.update(aggregate);
+                self.backlog.aggregates.update(aggregate);
                 Ok(outcome)
             }
             Decision::SampledOut { aggregate } => {
                 self.metrics.sampled_out();
                 let outcome = aggregated(signal, &aggregate, Outcome::SampledOut);
-                self.aggregates.update(aggregate);
+                self.backlog.aggregates.update(aggregate);
                 Ok(outcome)
             }
         }

@@ -2,8 +2,8 @@
 //! the HTTP server, metrics, the CLI, and the carrying out of the domain's decisions.
 
 pub mod aggregates;
+pub mod backlog;
 pub mod cli;
-pub mod closing;
 pub mod config_source;
 pub mod gateway;
 pub mod http;

@@ -100,150 +100,159 @@ pub struct Metrics {
     ready: IntGauge,
 }
 
-/// Registers `collector` and hands it back. Names and labels are constants of this module, so a
-/// failure here is a programming error caught by every test that builds a `Metrics`.
-fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
-    #[allow(clippy::expect_used)]
+/// Registers a new metric and hands it back: the one way a metric is made. Names, help texts and
+/// labels are constants of this module, so a failure here is a programming error that every test
+/// building a `Metrics` catches.
+#[allow(clippy::expect_used)]
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let metric = metric.expect("a valid metric name, help and labels");
     registry
-        .register(Box::new(collector.clone()))
-        .expect("each metric is registered once, with a valid name");
-    collector
-}
-
-#[allow(clippy::expect_used)] // constant names and labels: see `register`
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    register(r, IntCounter::new(name, help).expect("valid metric"))
-}
-
-#[allow(clippy::expect_used)]
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(
-        r,
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
-    )
-}
-
-#[allow(clippy::expect_used)]
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    register(r, IntGauge::new(name, help).expect("valid metric"))
-}
-
-#[allow(clippy::expect_used)]
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    register(
-        r,
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
-    )
-}
-
-#[allow(clippy::expect_used)]
-fn histogram_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    buckets: &[f64],
-    labels: &[&str],
-) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    register(r, HistogramVec::new(opts, labels).expect("valid metric"))
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once");
+    metric
 }
 
 impl Metrics {
     /// A fresh registry holding every gateway metric, the series that alerts compute rates of
     /// present from the start at zero.
-    #[allow(clippy::expect_used)] // constant names and labels: see `register`
     pub fn new() -> Self {
         let r = Registry::new();
-        let build_info = gauge_vec(
+        let build_info = register(
             &r,
-            "gateway_build_info",
-            "Build information of the running gateway",
-            &["version"],
+            IntGaugeVec::new(
+                Opts::new(
+                    "gateway_build_info",
+                    "Build information of the running gateway",
+                ),
+                &["version"],
+            ),
         );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let metrics = Metrics {
-            signals_received: counter_vec(
+            signals_received: register(
                 &r,
-                "gateway_signals_received_total",
-                "Signals received, by source and severity",
-                &["source", "severity"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_signals_received_total",
+                        "Signals received, by source and severity",
+                    ),
+                    &["source", "severity"],
+                ),
             ),
-            signals_deduplicated: counter(
+            signals_deduplicated: register(
                 &r,
-                "gateway_signals_deduplicated_total",
-                "Signals found to be duplicates within their TTL window",
+                IntCounter::new(
+                    "gateway_signals_deduplicated_total",
+                    "Signals found to be duplicates within their TTL window",
+                ),
             ),
-            signal_outcomes: counter_vec(
+            signal_outcomes: register(
                 &r,
-                "gateway_signal_outcomes_total",
-                "Outcomes given to signals",
-                &["outcome"],
+                IntCounterVec::new(
+                    Opts::new("gateway_signal_outcomes_total", "Outcomes given to signals"),
+                    &["outcome"],
+                ),
             ),
-            storms_detected: counter_vec(
+            storms_detected: register(
                 &r,
-                "gateway_signal_storms_detected_total",
-                "Alert storms detected (aggregation windows opened), by storm type",
-                &["storm_type"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_signal_storms_detected_total",
+                        "Alert storms detected (aggregation windows opened), by storm type",
+                    ),
+                    &["storm_type"],
+                ),
             ),
-            storm_sampled_out: counter(
+            storm_sampled_out: register(
                 &r,
-                "gateway_storm_signals_sampled_out_total",
-                "Storm signals sampled out: counted in their aggregate, resource not listed",
+                IntCounter::new(
+                    "gateway_storm_signals_sampled_out_total",
+                    "Storm signals sampled out: counted in their aggregate, resource not listed",
+                ),
             ),
-            storm_windows_open: gauge(
+            storm_windows_open: register(
                 &r,
-                "gateway_storm_windows_open",
-                "Storm aggregation windows open now",
+                IntGauge::new(
+                    "gateway_storm_windows_open",
+                    "Storm aggregation windows open now",
+                ),
             ),
-            storm_buffered_signals: gauge(
+            storm_buffered_signals: register(
                 &r,
-                "gateway_storm_buffered_signals",
-                "Signals held in storm buffers now",
+                IntGauge::new(
+                    "gateway_storm_buffered_signals",
+                    "Signals held in storm buffers now",
+                ),
             ),
-            remediations_created: counter(
+            remediations_created: register(
                 &r,
-                "gateway_remediation_requests_created_total",
-                "RemediationRequests created",
+                IntCounter::new(
+                    "gateway_remediation_requests_created_total",
+                    "RemediationRequests created",
+                ),
             ),
-            remediations_updated: counter(
+            remediations_updated: register(
                 &r,
-                "gateway_remediation_requests_updated_total",
-                "RemediationRequests brought up to date (aggregates growing or closing)",
+                IntCounter::new(
+                    "gateway_remediation_requests_updated_total",
+                    "RemediationRequests brought up to date (aggregates growing or closing)",
+                ),
             ),
-            remediations_already_existed: counter(
+            remediations_already_existed: register(
                 &r,
-                "gateway_remediation_requests_already_existed_total",
-                "Creates that found their RemediationRequest already there",
+                IntCounter::new(
+                    "gateway_remediation_requests_already_existed_total",
+                    "Creates that found their RemediationRequest already there",
+                ),
             ),
-            remediation_write_errors: counter_vec(
+            remediation_write_errors: register(
                 &r,
-                "gateway_remediation_write_errors_total",
-                "RemediationRequest writes that failed for good, by reason",
-                &["reason"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_remediation_write_errors_total",
+                        "RemediationRequest writes that failed for good, by reason",
+                    ),
+                    &["reason"],
+                ),
             ),
-            remediation_attempt_failures: counter_vec(
+            remediation_attempt_failures: register(
                 &r,
-                "gateway_remediation_write_attempt_failures_total",
-                "Failed RemediationRequest write attempts, by class",
-                &["class"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_remediation_write_attempt_failures_total",
+                        "Failed RemediationRequest write attempts, by class",
+                    ),
+                    &["class"],
+                ),
             ),
-            remediation_occurrence_updates: counter_vec(
+            remediation_occurrence_updates: register(
                 &r,
-                "gateway_remediation_occurrence_updates_total",
-                "Occurrence-count updates of existing RemediationRequests, by result",
-                &["result"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_remediation_occurrence_updates_total",
+                        "Occurrence-count updates of existing RemediationRequests, by result",
+                    ),
+                    &["result"],
+                ),
             ),
-            remediation_write_retries: counter(
+            remediation_write_retries: register(
                 &r,
-                "gateway_remediation_write_retries_total",
-                "Retries of RemediationRequest writes",
+                IntCounter::new(
+                    "gateway_remediation_write_retries_total",
+                    "Retries of RemediationRequest writes",
+                ),
             ),
-            remediation_pending_writes: gauge(
+            remediation_pending_writes: register(
                 &r,
-                "gateway_remediation_pending_writes",
-                "RemediationRequest writes waiting to be retried in the background",
+                IntGauge::new(
+                    "gateway_remediation_pending_writes",
+                    "RemediationRequest writes waiting to be retried in the background",
+                ),
             ),
             remediation_write_duration: register(
                 &r,
@@ -255,59 +264,86 @@ impl Metrics {
                     .buckets(vec![
                         0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
                     ]),
-                )
-                .expect("valid metric"),
+                ),
             ),
-            kube_api_requests: counter_vec(
+            kube_api_requests: register(
                 &r,
-                "gateway_kube_api_requests_total",
-                "Kubernetes API requests, by verb and status code",
-                &["verb", "code"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_kube_api_requests_total",
+                        "Kubernetes API requests, by verb and status code",
+                    ),
+                    &["verb", "code"],
+                ),
             ),
-            kube_api_request_duration: histogram_vec(
+            kube_api_request_duration: register(
                 &r,
-                "gateway_kube_api_request_duration_seconds",
-                "Kubernetes API request latency, by verb",
-                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
-                &["verb"],
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "gateway_kube_api_request_duration_seconds",
+                        "Kubernetes API request latency, by verb",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ]),
+                    &["verb"],
+                ),
             ),
-            dedup_store_errors: counter(
+            dedup_store_errors: register(
                 &r,
-                "gateway_dedup_store_errors_total",
-                "Dedup store failures",
+                IntCounter::new("gateway_dedup_store_errors_total", "Dedup store failures"),
             ),
-            signals_unrecorded: counter_vec(
+            signals_unrecorded: register(
                 &r,
-                "gateway_signals_unrecorded_total",
-                "Signals answered 503 so that the sender resends them, by reason",
-                &["reason"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_signals_unrecorded_total",
+                        "Signals answered 503 so that the sender resends them, by reason",
+                    ),
+                    &["reason"],
+                ),
             ),
-            redis_available: gauge(
+            redis_available: register(
                 &r,
-                "gateway_redis_available",
-                "1 while Redis answers its health check",
+                IntGauge::new(
+                    "gateway_redis_available",
+                    "1 while Redis answers its health check",
+                ),
             ),
-            http_request_duration: histogram_vec(
+            http_request_duration: register(
                 &r,
-                "gateway_http_request_duration_seconds",
-                "HTTP request duration, by method, route and status",
-                &[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ],
-                &["method", "route", "status"],
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "gateway_http_request_duration_seconds",
+                        "HTTP request duration, by method, route and status",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ]),
+                    &["method", "route", "status"],
+                ),
             ),
-            config_reload_total: counter_vec(
+            config_reload_total: register(
                 &r,
-                "gateway_config_reload_total",
-                "Total number of configuration reloads",
-                &["config_type", "result"],
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_config_reload_total",
+                        "Total number of configuration reloads",
+                    ),
+                    &["config_type", "result"],
+                ),
             ),
-            config_reload_duration: histogram_vec(
+            config_reload_duration: register(
                 &r,
-                "gateway_config_reload_duration_seconds",
-                "Duration of configuration reload operations",
-                &[0.001, 0.01, 0.1, 1.0],
-                &["config_type"],
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "gateway_config_reload_duration_seconds",
+                        "Duration of configuration reload operations",
+                    )
+                    .buckets(vec![0.001, 0.01, 0.1, 1.0]),
+                    &["config_type"],
+                ),
             ),
             config_reload_last_success: register(
                 &r,
@@ -317,23 +353,33 @@ impl Metrics {
                         "Timestamp of last successful config reload",
                     ),
                     &["config_type"],
-                )
-                .expect("valid metric"),
+                ),
             ),
-            config_generation: gauge_vec(
+            config_generation: register(
                 &r,
-                "gateway_config_generation",
-                "Replacements of each settings type since start",
-                &["config_type"],
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gateway_config_generation",
+                        "Replacements of each settings type since start",
+                    ),
+                    &["config_type"],
+                ),
             ),
-            config_info: gauge_vec(
+            config_info: register(
                 &r,
-                "gateway_config_info",
-                "1 for the content hash in force of each settings type",
-                &["config_type", "hash"],
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gateway_config_info",
+                        "1 for the content hash in force of each settings type",
+                    ),
+                    &["config_type", "hash"],
+                ),
             ),
             config_hashes: Arc::default(),
-            ready: gauge(&r, "gateway_ready", "1 while the gateway reports ready"),
+            ready: register(
+                &r,
+                IntGauge::new("gateway_ready", "1 while the gateway reports ready"),
+            ),
             registry: r,
         };
         for reason in [

@@ -5,52 +5,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gateway_ports::{DedupStore, RemediationWriter};
 
-use crate::metrics::Metrics;
-
 /// Whether the gateway should receive traffic.
+#[derive(Debug)]
 pub struct Readiness {
     accepting: AtomicBool,
-    dedup: Arc<dyn DedupStore>,
-    writer: Arc<dyn RemediationWriter>,
-    metrics: Metrics,
-}
-
-impl std::fmt::Debug for Readiness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Readiness")
-            .field("accepting", &self.accepting)
-            .finish_non_exhaustive()
-    }
+    checked: (Arc<dyn DedupStore>, Arc<dyn RemediationWriter>),
 }
 
 impl Readiness {
-    /// Ready while accepting and while `dedup` and `writer` pass their checks.
-    pub fn new(
-        dedup: Arc<dyn DedupStore>,
-        writer: Arc<dyn RemediationWriter>,
-        metrics: Metrics,
-    ) -> Self {
+    /// Ready while accepting and while the dedup store and the sink pass their checks.
+    pub fn new(dedup: Arc<dyn DedupStore>, sink: Arc<dyn RemediationWriter>) -> Self {
         Readiness {
             accepting: AtomicBool::new(true),
-            dedup,
-            writer,
-            metrics,
+            checked: (dedup, sink),
         }
     }
 
     /// Checks now; the problems, in words safe to show, when not ready.
     pub async fn check(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if !self.accepting.load(Ordering::SeqCst) {
+        if !self.is_accepting() {
             problems.push("shutting down".to_owned());
         }
-        if let Err(e) = self.dedup.check().await {
+        let (dedup, sink) = &self.checked;
+        if let Err(e) = dedup.check().await {
             problems.push(e.to_string());
         }
-        if let Err(e) = self.writer.check().await {
+        if let Err(e) = sink.check().await {
             problems.push(e.to_string());
         }
-        self.metrics.ready(problems.is_empty());
         if problems.is_empty() {
             Ok(())
         } else {
@@ -58,14 +41,13 @@ impl Readiness {
         }
     }
 
-    /// Serving has begun.
-    pub fn serving(&self) {
-        self.metrics.ready(self.accepting.load(Ordering::SeqCst));
+    /// Whether shutdown has not begun.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
     }
 
-    /// Stops reporting ready (shutdown has begun).
+    /// Stops accepting (shutdown has begun).
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);
-        self.metrics.ready(false);
     }
 }

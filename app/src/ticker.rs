@@ -4,73 +4,53 @@
 
 use std::sync::Arc;
 
-use gateway_ports::{Clock, ConfigSource};
+use gateway_ports::{Settings, Timestamp};
+use gateway_storm::Closure;
 
-use crate::aggregates::AggregateWriter;
-use crate::closing::WindowCloser;
+use crate::backlog::Backlog;
 use crate::intake::Storms;
 use crate::metrics::Metrics;
-use crate::occurrences::OccurrenceFlusher;
-use crate::pending::PendingWrites;
 
 /// The background round.
+#[derive(Debug)]
 pub struct Ticker {
-    pub(crate) config: Arc<dyn ConfigSource>,
-    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) storms: Arc<Storms>,
-    pub(crate) closer: Arc<WindowCloser>,
-    pub(crate) aggregates: Arc<AggregateWriter>,
-    pub(crate) pending: Arc<PendingWrites>,
-    pub(crate) occurrences: Arc<OccurrenceFlusher>,
+    pub(crate) backlog: Arc<Backlog>,
     pub(crate) metrics: Metrics,
     /// The storm windows live in this process only: close them all at shutdown. (Windows in a
     /// store shared by replicas stay there for the others, or the next start.)
     pub(crate) windows_die_with_process: bool,
 }
 
-impl std::fmt::Debug for Ticker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ticker")
-            .field("windows_die_with_process", &self.windows_die_with_process)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Ticker {
-    /// One round: closes quiet storm windows, then writes what is due.
-    pub async fn tick(&self) {
-        let (settings, now) = (self.config.storm(), self.clock.now());
-        match self.storms.expire(&settings, now).await {
+    /// One round at `now` under the settings in force: closes quiet storm windows, then writes
+    /// what is due.
+    pub async fn tick(&self, settings: &Settings, now: Timestamp) {
+        match self.storms.expire(&settings.storm, now).await {
             Ok(expired) => {
                 self.metrics.storm_windows(expired.open, expired.buffered);
-                let ttl = self.config.dedup().ttl.get();
-                for closure in expired.closed {
-                    self.closer.hand_over(closure, ttl);
-                }
+                self.hand_over(expired.closed, settings);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check the storm windows; trying again next tick");
             }
         }
-        self.write(false).await;
+        self.write(now, false).await;
     }
 
     /// The last round (graceful shutdown): closes every window this process holds and writes
     /// everything waiting, due or not.
-    pub async fn drain(&self) {
+    pub async fn drain(&self, settings: &Settings, now: Timestamp) {
         if self.windows_die_with_process {
-            match self.storms.drain(self.clock.now()).await {
+            match self.storms.drain(now).await {
                 Ok(closed) => {
-                    let ttl = self.config.dedup().ttl.get();
-                    for closure in closed {
-                        self.closer.hand_over(closure, ttl);
-                    }
+                    self.hand_over(closed, settings);
                     self.metrics.storm_windows(0, 0);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot close the storm windows"),
             }
         }
-        self.write(true).await;
+        self.write(now, true).await;
         let left = self.pending_writes();
         if left > 0 {
             tracing::error!(
@@ -80,19 +60,20 @@ impl Ticker {
         }
     }
 
-    /// Writes what is due (everything with `everything`): the three queues side by side.
-    async fn write(&self, everything: bool) {
-        let now = self.clock.now();
-        tokio::join!(
-            self.aggregates.flush(now, everything),
-            self.pending.flush(),
-            self.occurrences.flush(now, everything),
-        );
-        self.metrics.pending_writes(self.pending_writes());
+    fn hand_over(&self, closed: Vec<Closure>, settings: &Settings) {
+        for closure in closed {
+            self.backlog.hand_over(closure, settings.dedup.ttl.get());
+        }
+    }
+
+    /// Writes what is due (everything with `everything`).
+    async fn write(&self, now: Timestamp, everything: bool) {
+        self.backlog.flush(now, everything).await;
+        self.metrics.pending_writes(self.backlog.len());
     }
 
     /// Writes waiting to be made by a later round.
     pub fn pending_writes(&self) -> usize {
-        self.aggregates.unwritten() + self.pending.len()
+        self.backlog.len()
     }
 }

@@ -73,6 +73,7 @@ pub struct WriteFailed {
 /// Under a [`Deadline`] no attempt is started that could not end in time (its wait plus one
 /// attempt of the sink's own timeout), and each attempt is cut at the deadline: the request
 /// waiting for the write is answered in time whatever the sink does.
+#[derive(Debug)]
 pub struct RetryingWriter {
     inner: Arc<dyn RemediationWriter>,
     config: Arc<dyn ConfigSource>,
@@ -80,14 +81,6 @@ pub struct RetryingWriter {
     metrics: Metrics,
     /// The longest one attempt takes (the sink's own timeout), for deadline arithmetic.
     attempt_timeout: Duration,
-}
-
-impl std::fmt::Debug for RetryingWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetryingWriter")
-            .field("attempt_timeout", &self.attempt_timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RetryingWriter {

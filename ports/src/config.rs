@@ -75,7 +75,7 @@ pub type ChangeListener = Box<dyn Fn(ConfigKind) + Send + Sync>;
 ///
 /// One snapshot of all three types is [`ConfigSourceExt::snapshot`], which every source has.
 #[cfg_attr(feature = "mocks", mockall::automock)]
-pub trait ConfigSource: Send + Sync {
+pub trait ConfigSource: Send + Sync + fmt::Debug {
     /// The storm settings in force.
     fn storm(&self) -> Arc<StormSettings>;
     /// The dedup settings in force.

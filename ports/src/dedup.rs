@@ -24,11 +24,12 @@ pub enum Seen {
     },
 }
 
-/// A store failure. Vendor errors are kept as the boxed source.
+/// A failure of a state store (dedup, storm counts, storm windows). Vendor errors are kept as the
+/// boxed source.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or did not answer in time; the call may be retried.
-    #[error("dedup store unavailable: {reason}")]
+    #[error("store unavailable: {reason}")]
     Unavailable {
         /// A short description, safe to show.
         reason: String,
@@ -37,7 +38,7 @@ pub enum StoreError {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The store answered with something it should not have.
-    #[error("dedup store error: {reason}")]
+    #[error("store error: {reason}")]
     Backend {
         /// A short description, safe to show.
         reason: String,
@@ -60,7 +61,7 @@ pub enum StoreError {
 ///   (a second RemediationRequest is the safe failure; a lost alert is not).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
-pub trait DedupStore: Send + Sync {
+pub trait DedupStore: Send + Sync + std::fmt::Debug {
     /// Records one occurrence of `fingerprint` at `now`.
     async fn record(
         &self,

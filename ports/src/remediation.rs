@@ -304,7 +304,7 @@ impl WriteError {
 ///   its sink's errors, so the caller can tell transient from permanent without knowing the sink.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
-pub trait RemediationWriter: Send + Sync {
+pub trait RemediationWriter: Send + Sync + fmt::Debug {
     /// Creates the resource unless one with its name exists.
     async fn create(&self, request: &RemediationRequest) -> Result<Written, WriteError>;
     /// Brings the named resource up to date (or creates it).

@@ -38,10 +38,10 @@ pub struct Counting {
 /// a signal exactly `rate_window` old no longer counts for the rate, a resource last hit exactly
 /// `pattern_window` ago no longer counts as hit; alert names are counted apart; at most
 /// `max_tracked` signals and resources are kept per alert name; the state of an alert name that
-/// goes quiet is dropped after `pattern_window`.
+/// goes quiet is dropped after the longer of the two windows.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
-pub trait StormCounter: Send + Sync {
+pub trait StormCounter: Send + Sync + std::fmt::Debug {
     /// Records one new signal of `alert_name` on `resource` at `now` and counts.
     async fn count(
         &self,
@@ -65,12 +65,14 @@ pub struct StoredWindow {
 ///
 /// Contract: [`WindowStore::replace`] succeeds only when the stored version is still `expected`
 /// (`None`: only when no window is stored), in one atomic step, so two replicas taking signals
-/// into the same window never lose one another's; `state: None` deletes the window. A stored
-/// window expires after `ttl` unless replaced. [`WindowStore::keys`] lists every stored window
+/// into the same window never lose one another's; `state: None` deletes the window. A key's version
+/// never repeats while a deletion of it is younger than its `ttl` (a window opened again in its
+/// place continues the versions), so a writer holding a deleted window's version cannot overwrite
+/// the new one. A stored window expires after `ttl` unless replaced. [`WindowStore::keys`] lists every stored window
 /// (it may list some that just expired: their `load` is `None`).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
-pub trait WindowStore: Send + Sync {
+pub trait WindowStore: Send + Sync + std::fmt::Debug {
     /// The window stored under `key`.
     async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError>;
     /// Compare-and-set; `Ok(false)` when another writer came first.

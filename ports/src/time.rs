@@ -115,7 +115,7 @@ impl schemars::JsonSchema for Timestamp {
 /// Contract: `now` never goes backwards by more than the operating system's own clock does; the
 /// domain tolerates small steps back (it uses saturating arithmetic) but never calls the OS itself.
 #[cfg_attr(feature = "mocks", mockall::automock)]
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + fmt::Debug {
     /// The current instant.
     fn now(&self) -> Timestamp;
 }

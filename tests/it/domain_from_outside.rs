@@ -95,3 +95,84 @@ async fn the_dedup_policy_releases_the_window_of_an_alert_that_could_not_be_writ
     // Writing the RemediationRequest failed: the sender's retry must count as new.
     dedup.release(&alert.fingerprint).await.unwrap();
 }
+
+#[tokio::test]
+async fn storm_detection_over_mocked_ports_opens_a_window_when_the_shared_counts_say_storm() {
+    use gateway_ports::{MockStormCounter, MockWindowStore, StormCounts};
+    use gateway_storm::{Decision, StormTracker, StormType, WindowCapacity};
+
+    let alert = signal("NodeNotReady")
+        .namespace("prod")
+        .pod("node-7")
+        .build();
+    let settings = storm_settings()
+        .rate_threshold(10)
+        .buffer_threshold(5)
+        .build();
+    // Other replicas have counted ten signals of this alert name in the last minute.
+    let mut counter = MockStormCounter::new();
+    counter
+        .expect_count()
+        .withf(|name, _, now, _| name == "NodeNotReady" && *now == at(3))
+        .times(1)
+        .returning(|_, _, _, _| {
+            Ok(StormCounts {
+                rate: 11,
+                distinct_resources: 1,
+            })
+        });
+    // No window is open: one is stored, created (no version expected).
+    let mut windows = MockWindowStore::new();
+    windows.expect_load().times(1).returning(|_| Ok(None));
+    windows
+        .expect_replace()
+        .withf(|_, expected, state, _| expected.is_none() && state.is_some())
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    let storms = StormTracker::new(
+        Arc::new(counter),
+        Arc::new(windows),
+        WindowCapacity::DEFAULT,
+    );
+
+    let observation = storms.observe(&alert, &settings, at(3)).await.unwrap();
+
+    assert!(
+        matches!(
+            observation.decision,
+            Decision::Buffered {
+                buffered: 1,
+                storm_started: Some(StormType::Rate),
+                ..
+            }
+        ),
+        "{observation:?}"
+    );
+}
+
+#[test]
+fn the_storm_step_is_a_pure_function_of_window_counts_settings_and_time() {
+    use gateway_ports::StormCounts;
+    use gateway_storm::{Decision, StormDetector, WindowCapacity};
+
+    let detector = StormDetector::new(WindowCapacity::DEFAULT);
+    let settings = storm_settings()
+        .pattern_threshold(3)
+        .buffer_threshold(1)
+        .build();
+    let alert = signal("DiskFull").pod("db-0").build();
+    let counts = StormCounts {
+        rate: 1,
+        distinct_resources: 4,
+    };
+
+    let step = detector.observe(None, &alert, counts, &settings, at(0));
+
+    assert!(matches!(step.decision, Decision::CreateAggregate { .. }));
+    let window = step.window.expect("a window is open");
+    assert_eq!(
+        window.buffered(),
+        0,
+        "the aggregate exists: nothing buffered"
+    );
+}

@@ -124,6 +124,7 @@ pub fn read_remediations(dir: &Path) -> Vec<Value> {
 }
 
 /// A writer that fails its next `n` calls with a chosen failure, then delegates to a real one.
+#[derive(Debug)]
 pub struct FaultyWriter {
     inner: Arc<dyn RemediationWriter>,
     failures_left: AtomicU32,

@@ -112,6 +112,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigErrors> {
 }
 
 /// A start-up load never stamps a reload record, so it needs no clock.
+#[derive(Debug)]
 struct NoClock;
 
 impl Clock for NoClock {

@@ -293,7 +293,7 @@ async fn monitor(
             (false, true) => tracing::info!(server, "Redis available"),
             (true, false) => tracing::error!(
                 server,
-                "Redis unavailable: dedup answers 503 until it returns"
+                "Redis unavailable: signals are answered 503 until it returns"
             ),
             _ => {}
         }

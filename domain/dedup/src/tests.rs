@@ -230,7 +230,7 @@ fn a_deduplicator_over_a_dyn_store_is_debug_clone_and_its_futures_are_send() {
 // ---- Whole sequences against a model store ----
 
 /// The port's reference semantics ([`DedupWindow`]) kept in a map: what every adapter must do.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ModelStore {
     windows: Mutex<HashMap<Fingerprint, DedupWindow>>,
 }

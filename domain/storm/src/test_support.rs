@@ -1,61 +1,47 @@
-//! Builders for tests: signals, resources, settings and instants.
+//! Shorthands for this crate's tests, over `gateway_ports::test_util`: signal number `n` of an
+//! alert on a pod, storm settings from three thresholds, instants in seconds.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gateway_ports::{
-    Fingerprint, Ratio, ResourceRef, Severity, Signal, SignalSource, SignalStatus, StormSettings,
-    Threshold, Timestamp,
-};
+use gateway_ports::test_util::{self, storm_settings};
+use gateway_ports::{ResourceRef, Signal, StormSettings, Timestamp};
 
-/// `secs` seconds after an arbitrary origin.
+/// `secs` seconds after the tests' origin.
 pub(crate) fn at(secs: u64) -> Timestamp {
-    Timestamp::from_secs(1_000_000) + Duration::from_secs(secs)
+    test_util::at(secs)
 }
 
 /// A pod in namespace `prod`.
 pub(crate) fn pod(name: &str) -> ResourceRef {
-    ResourceRef {
-        kind: "Pod".to_owned(),
-        name: name.to_owned(),
-        namespace: "prod".to_owned(),
-    }
+    test_util::pod("prod", name)
 }
 
 /// Signal number `n` (its fingerprint) of `alert` in `namespace`, about pod `resource`.
 pub(crate) fn signal(n: u64, alert: &str, namespace: &str, resource: &str) -> Signal {
-    Signal {
-        fingerprint: Fingerprint::from_hex(&format!("{n:064x}")).unwrap(),
-        name: alert.to_owned(),
-        namespace: namespace.to_owned(),
-        resource: ResourceRef {
-            namespace: namespace.to_owned(),
-            ..pod(resource)
-        },
-        severity: Severity::Critical,
-        status: SignalStatus::Firing,
-        source: SignalSource::Prometheus,
-        firing_time: Timestamp::EPOCH,
-        received_time: Timestamp::EPOCH,
-        labels: BTreeMap::from([("alertname".to_owned(), alert.to_owned())]),
-        annotations: BTreeMap::new(),
-    }
+    test_util::signal(alert)
+        .fingerprint(test_util::fingerprint(n))
+        .namespace(namespace)
+        .pod(resource)
+        .build()
 }
 
 /// The default storm settings with these thresholds.
 pub(crate) fn settings(rate: u32, pattern: u32, buffer: u32) -> StormSettings {
-    StormSettings {
-        rate_threshold: Threshold::new(rate).unwrap(),
-        pattern_threshold: Threshold::new(pattern).unwrap(),
-        buffer_threshold: Threshold::new(buffer).unwrap(),
-        ..StormSettings::default()
-    }
+    storm_settings()
+        .rate_threshold(rate)
+        .pattern_threshold(pattern)
+        .buffer_threshold(buffer)
+        .build()
 }
 
 /// `settings` with sampling set.
 pub(crate) fn sampling(mut s: StormSettings, threshold: f64, rate: f64) -> StormSettings {
-    s.sampling_threshold = Ratio::new(threshold).unwrap();
-    s.sampling_rate = Ratio::new(rate).unwrap();
+    let with = storm_settings()
+        .sampling_threshold(threshold)
+        .sampling_rate(rate)
+        .build();
+    s.sampling_threshold = with.sampling_threshold;
+    s.sampling_rate = with.sampling_rate;
     s
 }
 

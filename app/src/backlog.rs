@@ -1,0 +1,79 @@
+//! The writes that outlive a request: storm aggregates (created beside the request whose signal
+//! completed them, then grown and closed later), the signals of storm buffers that went quiet,
+//! and the occurrence counts of duplicates. Requests and the ticker hand work over here; the
+//! ticker's [`Backlog::flush`] writes what is due. No request waits for a window's closing.
+
+use std::time::Duration;
+
+use gateway_ports::Timestamp;
+use gateway_storm::Closure;
+
+use crate::aggregates::AggregateWriter;
+use crate::occurrences::OccurrenceFlusher;
+use crate::pending::PendingWrites;
+use crate::remediation;
+use crate::writer::Op;
+
+/// The three queues of writes no request waits on.
+#[derive(Debug)]
+pub struct Backlog {
+    /// Storm aggregates: created at once, then written coalesced.
+    pub aggregates: AggregateWriter,
+    /// Occurrence counts of duplicates, coalesced.
+    pub occurrences: OccurrenceFlusher,
+    /// Signals of quiet storm buffers, and anything else queued for a later round.
+    pub pending: PendingWrites,
+    /// Namespace for RemediationRequests of cluster-scoped signals.
+    pub fallback_namespace: String,
+}
+
+impl Backlog {
+    /// Takes over a closed window (found by the ticker's expiry check, or by a request whose
+    /// signal met its window past its deadline): its final aggregate, or the signals of its
+    /// buffer, one RemediationRequest each. `ttl` is the dedup TTL in force, which names them.
+    pub fn hand_over(&self, closure: Closure, ttl: Duration) {
+        match closure {
+            Closure::Aggregate(aggregate) => {
+                tracing::info!(
+                    alert = %aggregate.key.alert_name, namespace = %aggregate.key.namespace,
+                    resources = aggregate.resources.len(), alerts = aggregate.alert_count,
+                    sampled_out = aggregate.sampled_out, "storm window closed");
+                self.aggregates.update(aggregate);
+            }
+            Closure::Flush { key, signals, .. } => {
+                tracing::info!(alert = %key.alert_name, namespace = %key.namespace, signals = signals.len(),
+                    "storm buffer went quiet below the buffer threshold: creating its signals individually");
+                for signal in signals {
+                    let request = remediation::for_signal(
+                        &signal,
+                        signal.received_time,
+                        ttl,
+                        &self.fallback_namespace,
+                    );
+                    self.pending.queue(Op::Create, request);
+                }
+            }
+        }
+    }
+
+    /// Writes what is due at `now` (everything with `everything`, at shutdown): the three
+    /// queues side by side.
+    pub async fn flush(&self, now: Timestamp, everything: bool) {
+        tokio::join!(
+            self.aggregates.flush(now, everything),
+            self.pending.flush(),
+            self.occurrences.flush(now, everything),
+        );
+    }
+
+    /// Writes waiting for a later round (coalesced occurrence counts aside: they are
+    /// bookkeeping, never the alert itself).
+    pub fn len(&self) -> usize {
+        self.aggregates.unwritten() + self.pending.len()
+    }
+
+    /// Whether no write waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
