@@ -79,11 +79,6 @@ impl Coalescer {
         }
     }
 
-    /// The shortest time between two writes of one resource.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -223,11 +218,6 @@ impl OccurrenceFlusher {
         }
     }
 
-    /// The shortest time between two writes of one resource.
-    pub fn interval(&self) -> Duration {
-        self.coalescer.interval()
-    }
-
     /// Queues the occurrence count of a duplicate of `signal`, whose dedup window (of `ttl`)
     /// started at `window_start`, for its resource.
     pub fn record(&self, signal: &Signal, window_start: Timestamp, ttl: Duration, count: u64) {
@@ -284,11 +274,6 @@ impl OccurrenceFlusher {
                 OccurrenceUpdate::Failed
             }
         }
-    }
-
-    /// Updates waiting.
-    pub fn pending(&self) -> usize {
-        self.coalescer.pending()
     }
 }
 
