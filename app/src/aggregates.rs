@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gateway_ports::{Timestamp, Written};
+use gateway_ports::{Progress, Timestamp, Written};
 use gateway_storm::Aggregate;
 
 use crate::metrics::Metrics;
@@ -28,16 +28,11 @@ const CONCURRENCY: usize = 16;
 /// store shared with replicas that close it): forgetting it early costs one extra write.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
-/// Which of two snapshots of one aggregate is newer: more alerts, or the same and closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    alert_count: u64,
-    closed: bool,
-}
-
-fn rank(aggregate: &Aggregate) -> Rank {
-    Rank {
-        alert_count: aggregate.alert_count,
+/// How far a snapshot has got, as its RemediationRequest will say (`Progress`: more alerts, or
+/// as many and closed, is newer).
+fn rank(aggregate: &Aggregate) -> Progress {
+    Progress {
+        count: aggregate.alert_count,
         closed: aggregate.closed_at.is_some(),
     }
 }
@@ -47,7 +42,7 @@ struct Entry {
     /// The newest snapshot not yet written.
     unwritten: Option<Aggregate>,
     /// The newest snapshot written.
-    written: Option<Rank>,
+    written: Option<Progress>,
     /// When it was written.
     written_at: Option<Timestamp>,
     /// A write of this aggregate is under way.
@@ -180,8 +175,9 @@ impl AggregateWriter {
                 .iter_mut()
                 .filter(|(_, entry)| entry.due(now, self.interval, everything))
                 .filter_map(|(name, entry)| {
+                    let aggregate = entry.unwritten.take()?;
                     entry.in_flight = true;
-                    Some((name.clone(), entry.unwritten.take()?))
+                    Some((name.clone(), aggregate))
                 })
                 .collect()
         };

@@ -614,11 +614,18 @@ fn selectors(expr: &str) -> Vec<(String, Vec<(String, String)>)> {
 fn the_alerts_name_only_metrics_and_labels_the_gateway_exposes() {
     let exposed = exposed_metrics();
     // Every label value the app sets is spelled in its sources (the typed label enums).
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("app/src"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
+    let mut files = Vec::new();
+    let mut dirs = vec![repo().join("app/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     assert!(files.len() > 5, "{files:?}");
     let sources: String = files
