@@ -231,3 +231,170 @@ impl AggregateWriter {
             .count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use async_trait::async_trait;
+    use gateway_ports::test_util::{at, signal};
+    use gateway_ports::{
+        Occurrences, RemediationRequest, RemediationWriter, SettingsCell, WriteError, WriteFailure,
+    };
+    use gateway_storm::{StormType, WindowKey};
+
+    use super::*;
+
+    /// A sink that records what it was asked to write (op, alert count, closed), and can be
+    /// told to fail.
+    #[derive(Debug, Default)]
+    struct Recording {
+        calls: StdMutex<Vec<(&'static str, u64, bool)>>,
+        failing: StdMutex<bool>,
+    }
+
+    impl Recording {
+        fn record(&self, op: &'static str, request: &RemediationRequest) -> Result<(), WriteError> {
+            let storm = request.spec.storm.as_ref().expect("an aggregate");
+            self.calls.lock().unwrap().push((
+                op,
+                storm.storm_alert_count,
+                storm.storm_window_end.is_some(),
+            ));
+            if *self.failing.lock().unwrap() {
+                return Err(WriteError::new(WriteFailure::Connection, "down"));
+            }
+            Ok(())
+        }
+
+        fn calls(&self) -> Vec<(&'static str, u64, bool)> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl RemediationWriter for Recording {
+        async fn create(&self, request: &RemediationRequest) -> Result<Written, WriteError> {
+            self.record("create", request).map(|()| Written::Created)
+        }
+        async fn update(&self, request: &RemediationRequest) -> Result<Written, WriteError> {
+            self.record("update", request).map(|()| Written::Updated)
+        }
+        async fn record_occurrences(&self, _: &Occurrences) -> Result<Written, WriteError> {
+            Ok(Written::Updated)
+        }
+        async fn check(&self) -> Result<(), WriteError> {
+            Ok(())
+        }
+    }
+
+    const INTERVAL: Duration = Duration::from_secs(5);
+
+    fn writer(sink: &Arc<Recording>) -> AggregateWriter {
+        let config = Arc::new(SettingsCell::default());
+        let retrying = RetryingWriter::new(
+            sink.clone(),
+            config,
+            Metrics::new(),
+            7,
+            Duration::from_secs(1),
+        );
+        AggregateWriter::new(
+            Arc::new(retrying),
+            Metrics::new(),
+            "kubernaut-system".to_owned(),
+            INTERVAL,
+        )
+    }
+
+    fn snapshot(alerts: u64, closed: bool) -> Aggregate {
+        let first = signal("NodeDown").build();
+        Aggregate {
+            key: WindowKey::of(&first),
+            storm_type: StormType::Pattern,
+            opened_at: at(0),
+            closed_at: closed.then(|| at(60)),
+            first_signal: first,
+            resources: Vec::new(),
+            alert_count: alerts,
+            sampled_out: 0,
+            last_activity: at(1),
+        }
+    }
+
+    fn deadline() -> Deadline {
+        Deadline::after(Duration::from_secs(8))
+    }
+
+    #[tokio::test]
+    async fn growth_is_written_once_per_interval_with_the_newest_snapshot_and_the_close_at_once() {
+        let sink = Arc::new(Recording::default());
+        let aggregates = writer(&sink);
+        assert_eq!(
+            aggregates
+                .create(snapshot(5, false), deadline(), at(0))
+                .await,
+            Some(Written::Created)
+        );
+        for alerts in 6..=9 {
+            aggregates.update(snapshot(alerts, false));
+        }
+        aggregates.flush(at(4), false).await;
+        assert_eq!(sink.calls(), [("create", 5, false)], "within the interval");
+        aggregates.flush(at(5), false).await;
+        assert_eq!(
+            sink.calls()[1..],
+            [("update", 9, false)],
+            "the newest, once"
+        );
+        aggregates.update(snapshot(10, false));
+        aggregates.update(snapshot(10, true));
+        aggregates.flush(at(6), false).await;
+        assert_eq!(
+            sink.calls()[2..],
+            [("update", 10, true)],
+            "the close does not wait"
+        );
+        assert_eq!(aggregates.unwritten(), 0);
+        aggregates.flush(at(100), true).await;
+        assert_eq!(sink.calls().len(), 3, "nothing left to write");
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_follows_a_newer_one() {
+        let sink = Arc::new(Recording::default());
+        let aggregates = writer(&sink);
+        aggregates.update(snapshot(8, false));
+        aggregates.update(snapshot(7, false));
+        aggregates.flush(at(0), false).await;
+        aggregates.update(snapshot(6, false));
+        aggregates.flush(at(60), true).await;
+        assert_eq!(sink.calls(), [("update", 8, false)]);
+        // A creation behind a newer growth creates the newest known.
+        let sink = Arc::new(Recording::default());
+        let aggregates = writer(&sink);
+        aggregates.update(snapshot(12, false));
+        aggregates
+            .create(snapshot(5, false), deadline(), at(0))
+            .await;
+        assert_eq!(sink.calls(), [("create", 12, false)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_keeps_its_snapshot_for_the_next_flush() {
+        let sink = Arc::new(Recording::default());
+        let aggregates = writer(&sink);
+        *sink.failing.lock().unwrap() = true;
+        assert_eq!(
+            aggregates
+                .create(snapshot(5, false), deadline(), at(0))
+                .await,
+            None
+        );
+        assert_eq!(aggregates.unwritten(), 1);
+        *sink.failing.lock().unwrap() = false;
+        aggregates.flush(at(1), false).await;
+        assert_eq!(aggregates.unwritten(), 0);
+        assert_eq!(sink.calls().last(), Some(&("update", 5, false)));
+    }
+}

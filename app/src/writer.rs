@@ -218,3 +218,108 @@ impl RetryingWriter {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use gateway_ports::test_util::signal;
+    use gateway_ports::{SettingsCell, Timestamp};
+
+    use super::*;
+    use crate::remediation;
+
+    /// A sink whose every call takes `delay`, counting the calls.
+    #[derive(Debug)]
+    struct Slow {
+        delay: Duration,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl RemediationWriter for Slow {
+        async fn create(&self, _: &RemediationRequest) -> Result<Written, WriteError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            Ok(Written::Created)
+        }
+        async fn update(&self, request: &RemediationRequest) -> Result<Written, WriteError> {
+            self.create(request).await
+        }
+        async fn record_occurrences(&self, _: &Occurrences) -> Result<Written, WriteError> {
+            Ok(Written::Updated)
+        }
+        async fn check(&self) -> Result<(), WriteError> {
+            Ok(())
+        }
+    }
+
+    fn writer(sink: &Arc<Slow>, attempt_timeout: Duration) -> RetryingWriter {
+        RetryingWriter::new(
+            sink.clone(),
+            Arc::new(SettingsCell::default()),
+            Metrics::new(),
+            7,
+            attempt_timeout,
+        )
+    }
+
+    fn request() -> RemediationRequest {
+        let s = signal("Down").build();
+        remediation::for_signal(&s, Timestamp::EPOCH, Duration::from_secs(60), "default")
+    }
+
+    #[tokio::test]
+    async fn an_attempt_is_cut_at_the_deadline() {
+        let sink = Arc::new(Slow {
+            delay: Duration::from_secs(30),
+            calls: AtomicU32::new(0),
+        });
+        let deadline = Deadline::after(Duration::from_millis(1500));
+        let failed = writer(&sink, Duration::from_secs(1))
+            .write(Op::Create, &request(), Some(deadline))
+            .await
+            .unwrap_err();
+        assert!(
+            deadline.started.elapsed() < Duration::from_millis(2500),
+            "answered in time, not after the sink's 30 s: {:?}",
+            deadline.started.elapsed()
+        );
+        assert_eq!(failed.last.failure, WriteFailure::Timeout);
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn no_attempt_starts_that_could_not_end_within_the_deadline() {
+        let sink = Arc::new(Slow {
+            delay: Duration::ZERO,
+            calls: AtomicU32::new(0),
+        });
+        let failed = writer(&sink, Duration::from_secs(2))
+            .write(
+                Op::Create,
+                &request(),
+                Some(Deadline::after(Duration::from_secs(1))),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(failed.attempts, 0);
+        assert!(matches!(
+            failed.reason,
+            GiveUpReason::OutOfTime { attempts: 0 }
+        ));
+        assert_eq!(
+            sink.calls.load(Ordering::SeqCst),
+            0,
+            "the sink was not called"
+        );
+        // Without a deadline (a background write) the attempt is made.
+        assert!(
+            writer(&sink, Duration::from_secs(2))
+                .write(Op::Create, &request(), None)
+                .await
+                .is_ok()
+        );
+    }
+}
