@@ -26,6 +26,7 @@ pub const MEMORY: &str = "memory";
 /// # use std::sync::Arc;
 /// # use gateway_adapter_file_config::MemorySource;
 /// # use gateway_ports::{Clock, ConfigKind, ConfigSource, Timestamp, ReloadResult};
+/// # #[derive(Debug)]
 /// # struct Epoch;
 /// # impl Clock for Epoch { fn now(&self) -> Timestamp { Timestamp::EPOCH } }
 /// let source = MemorySource::new(Arc::new(Epoch));
