@@ -218,6 +218,11 @@ async fn slow_writes_of_two_storms_run_side_by_side_and_every_answer_is_in_time(
             "{name}/{pod} answered after {took:?}: {body}"
         );
     }
+    let slowest = answers.iter().map(|(_, _, took)| *took).max().unwrap();
+    eprintln!(
+        "{} webhooks under 3 s API latency: the slowest answered in {slowest:?}",
+        answers.len()
+    );
     let aggregated = answers
         .iter()
         .filter(|(_, body, _)| outcome(body) == "aggregated")
@@ -310,6 +315,11 @@ async fn a_400_pod_storm_is_one_creation_an_update_per_interval_and_the_close() 
     );
     // Growth: at most one patch per interval while the storm lasted; then the close.
     let allowed = last.duration_since(first).as_secs() as usize + 1 + 1;
+    eprintln!(
+        "400-pod storm sent in {sent_for:?}: {creates} POSTs, {} PATCHes over {:?} (at most {allowed})",
+        patches.len(),
+        last.duration_since(first)
+    );
     assert!(
         patches.len() <= allowed,
         "{} patches in {:?} (storm sent in {sent_for:?}); at most {allowed}",
