@@ -290,6 +290,13 @@ mod tests {
 
     const INTERVAL: Duration = Duration::from_secs(5);
 
+    /// A recording sink, and an aggregate writer over it.
+    fn fixture() -> (Arc<Recording>, AggregateWriter) {
+        let sink = Arc::new(Recording::default());
+        let aggregates = writer(&sink);
+        (sink, aggregates)
+    }
+
     fn writer(sink: &Arc<Recording>) -> AggregateWriter {
         let config = Arc::new(SettingsCell::default());
         let retrying = RetryingWriter::new(
@@ -328,8 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn growth_is_written_once_per_interval_with_the_newest_snapshot_and_the_close_at_once() {
-        let sink = Arc::new(Recording::default());
-        let aggregates = writer(&sink);
+        let (sink, aggregates) = fixture();
         assert_eq!(
             aggregates
                 .create(snapshot(5, false), deadline(), at(0))
@@ -362,8 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_older_snapshot_never_follows_a_newer_one() {
-        let sink = Arc::new(Recording::default());
-        let aggregates = writer(&sink);
+        let (sink, aggregates) = fixture();
         aggregates.update(snapshot(8, false));
         aggregates.update(snapshot(7, false));
         aggregates.flush(at(0), false).await;
@@ -371,8 +376,7 @@ mod tests {
         aggregates.flush(at(60), true).await;
         assert_eq!(sink.calls(), [("update", 8, false)]);
         // A creation behind a newer growth creates the newest known.
-        let sink = Arc::new(Recording::default());
-        let aggregates = writer(&sink);
+        let (sink, aggregates) = fixture();
         aggregates.update(snapshot(12, false));
         aggregates
             .create(snapshot(5, false), deadline(), at(0))
@@ -382,8 +386,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_keeps_its_snapshot_for_the_next_flush() {
-        let sink = Arc::new(Recording::default());
-        let aggregates = writer(&sink);
+        let (sink, aggregates) = fixture();
         *sink.failing.lock().unwrap() = true;
         assert_eq!(
             aggregates

@@ -77,6 +77,22 @@ async fn census(tracker: &Memory) -> (usize, usize) {
     (expired.open, expired.buffered)
 }
 
+/// Observes signal `n` (pod `p<n>` of alert `A` in `prod`) with the settings and time the ports
+/// give.
+async fn decide_with(
+    tracker: &Memory,
+    n: u64,
+    config: &dyn gateway_ports::ConfigSource,
+    clock: &dyn Clock,
+) -> Decision {
+    let s = signal(n, "A", "prod", &format!("p{n}"));
+    tracker
+        .observe_with(&s, config, clock)
+        .await
+        .expect("stores answer")
+        .decision
+}
+
 fn key(namespace: &str, alert: &str) -> WindowKey {
     WindowKey {
         namespace: namespace.to_owned(),
@@ -501,40 +517,20 @@ async fn a_storm_yaml_reloaded_mid_storm_applies_to_the_next_signal_and_the_open
     };
     applied(config.set(
         ConfigKind::Storm,
-        "rate_threshold: 100
-buffer_threshold: 1
-inactivity_timeout: 60s
-",
+        "rate_threshold: 100\nbuffer_threshold: 1\ninactivity_timeout: 60s\n",
     ));
     let tracker = tracker();
-    let observe = |n: u64| {
-        let (tracker, config, clock) = (&tracker, &config, &clock);
-        async move {
-            let s = signal(n, "A", "prod", &format!("p{n}"));
-            tracker
-                .observe_with(&s, config, clock)
-                .await
-                .unwrap()
-                .decision
-        }
-    };
+    let observe = |n| decide_with(&tracker, n, &config, &clock);
     assert_eq!(observe(0).await, Decision::Individual);
     assert_eq!(observe(1).await, Decision::Individual);
     // Mid-incident, the rate threshold is lowered: the next signal is a storm.
     applied(config.set(
         ConfigKind::Storm,
-        "rate_threshold: 2
-buffer_threshold: 1
-inactivity_timeout: 60s
-",
+        "rate_threshold: 2\nbuffer_threshold: 1\ninactivity_timeout: 60s\n",
     ));
     assert!(matches!(observe(2).await, Decision::CreateAggregate { .. }));
     // An invalid change is rejected: the settings in force stay, and so does the window.
-    let rejected = config.set(
-        ConfigKind::Storm,
-        "rate_threshold: 0
-",
-    );
+    let rejected = config.set(ConfigKind::Storm, "rate_threshold: 0\n");
     assert!(matches!(rejected[0].result, ReloadResult::Rejected(_)));
     assert!(matches!(observe(3).await, Decision::Joined { .. }));
     // A shorter inactivity timeout closes the open window at the next check.
@@ -542,10 +538,7 @@ inactivity_timeout: 60s
     assert_eq!(expire(&tracker, &config.storm(), clock.now()).await, []);
     applied(config.set(
         ConfigKind::Storm,
-        "rate_threshold: 2
-buffer_threshold: 1
-inactivity_timeout: 5s
-",
+        "rate_threshold: 2\nbuffer_threshold: 1\ninactivity_timeout: 5s\n",
     ));
     assert_eq!(
         expire(&tracker, &config.storm(), clock.now()).await.len(),
@@ -588,17 +581,7 @@ async fn a_window_goes_quiet_on_a_manual_clock() {
     let clock = ManualClock::new(at(0));
     let tracker = tracker();
 
-    let observe = |n: u64| {
-        let (tracker, config, clock) = (&tracker, &config, &clock);
-        async move {
-            let s = signal(n, "A", "prod", &format!("p{n}"));
-            tracker
-                .observe_with(&s, config, clock)
-                .await
-                .unwrap()
-                .decision
-        }
-    };
+    let observe = |n| decide_with(&tracker, n, &config, &clock);
     assert_eq!(observe(0).await, Decision::Individual);
     assert!(matches!(observe(1).await, Decision::Buffered { .. }));
     clock.advance(Duration::from_secs(9));
