@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod outbox;
 pub mod remediation;
 pub mod settings;
 pub mod signal;
@@ -22,6 +23,7 @@ pub use config::{
     ReloadRecord, ReloadResult, Settings, SettingsCell,
 };
 pub use dedup::{DedupStore, DedupWindow, Seen, StoreError};
+pub use outbox::{Outbox, OutboxEntry};
 pub use remediation::{
     AffectedResource, DeduplicationInfo, Occurrences, Progress, Rejection, RemediationRequest,
     RemediationWriter, StormInfo, WriteError, WriteFailure, Written,
@@ -38,6 +40,8 @@ pub use time::{Clock, Timestamp};
 pub use config::MockConfigSource;
 #[cfg(feature = "mocks")]
 pub use dedup::MockDedupStore;
+#[cfg(feature = "mocks")]
+pub use outbox::MockOutbox;
 #[cfg(feature = "mocks")]
 pub use remediation::MockRemediationWriter;
 #[cfg(feature = "mocks")]
