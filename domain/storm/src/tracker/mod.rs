@@ -49,13 +49,24 @@ pub struct StormTracker<C: ?Sized, W: ?Sized> {
     detector: StormDetector,
 }
 
-/// The store's name for a window: `namespace/alert name` (namespaces never hold a `/`).
+/// The store's name for a window: `<namespace length>:<namespace>/<alert name>`. The length
+/// prefix makes the name injective whatever the two hold (namespace `a` with alert `b/c` and
+/// namespace `a/b` with alert `c` are different windows).
 fn name_of(key: &WindowKey) -> String {
-    format!("{}/{}", key.namespace, key.alert_name)
+    format!(
+        "{}:{}/{}",
+        key.namespace.len(),
+        key.namespace,
+        key.alert_name
+    )
 }
 
+/// The key a window name was made from ([`name_of`]'s inverse); `None` for a name it did not make.
 fn key_of(name: &str) -> Option<WindowKey> {
-    let (namespace, alert_name) = name.split_once('/')?;
+    let (len, rest) = name.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let namespace = rest.get(..len)?;
+    let alert_name = rest.get(len..)?.strip_prefix('/')?;
     Some(WindowKey {
         namespace: namespace.to_owned(),
         alert_name: alert_name.to_owned(),

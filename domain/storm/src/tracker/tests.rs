@@ -834,3 +834,29 @@ async fn a_counter_that_fails_is_named_and_nothing_is_stored() {
     assert!(matches!(result, Err(StormError::Counter(_))), "{result:?}");
     assert!(windows.keys().await.unwrap().is_empty());
 }
+
+mod window_names {
+    use proptest::prelude::*;
+
+    use super::super::{key_of, name_of};
+    use super::key;
+
+    #[test]
+    fn a_slash_in_the_alert_name_cannot_make_two_windows_share_a_name() {
+        assert_ne!(name_of(&key("a", "b/c")), name_of(&key("a/b", "c")));
+        assert_eq!(key_of(&name_of(&key("a", "b/c"))), Some(key("a", "b/c")));
+        assert_eq!(key_of("a/b"), None, "a name this store did not make");
+    }
+
+    proptest! {
+        #[test]
+        fn names_are_injective_and_read_back(
+            a in (".{0,12}", ".{0,12}"),
+            b in (".{0,12}", ".{0,12}"),
+        ) {
+            let (ka, kb) = (key(&a.0, &a.1), key(&b.0, &b.1));
+            prop_assert_eq!(key_of(&name_of(&ka)), Some(ka.clone()));
+            prop_assert_eq!(name_of(&ka) == name_of(&kb), ka == kb);
+        }
+    }
+}
