@@ -16,10 +16,12 @@ use futures::StreamExt;
 use gateway_ports::{Progress, Timestamp, Written};
 use gateway_storm::Aggregate;
 
+use crate::dead_letters::DeadLetters;
 use crate::metrics::Metrics;
 use crate::occurrences::OccurrenceUpdate;
+use crate::placement::{NotPlaced, Placement};
 use crate::remediation;
-use crate::writer::{Deadline, Op, RetryingWriter};
+use crate::writer::{Deadline, Op};
 
 /// How many aggregate writes the ticker runs at once.
 const CONCURRENCY: usize = 16;
@@ -86,7 +88,8 @@ impl Entry {
 /// Storm aggregates waiting to be written, and their writes.
 #[derive(Debug)]
 pub struct AggregateWriter {
-    writer: Arc<RetryingWriter>,
+    writer: Arc<Placement>,
+    dead_letters: Arc<DeadLetters>,
     metrics: Metrics,
     fallback_namespace: String,
     interval: Duration,
@@ -94,15 +97,18 @@ pub struct AggregateWriter {
 }
 
 impl AggregateWriter {
-    /// Aggregates written through `writer`, growth at most once per `interval`.
+    /// Aggregates written through `writer`, growth at most once per `interval`; one the sink
+    /// refuses for good goes to `dead_letters`.
     pub fn new(
-        writer: Arc<RetryingWriter>,
+        writer: Arc<Placement>,
+        dead_letters: Arc<DeadLetters>,
         metrics: Metrics,
         fallback_namespace: String,
         interval: Duration,
     ) -> Self {
         AggregateWriter {
             writer,
+            dead_letters,
             metrics,
             fallback_namespace,
             interval,
@@ -142,12 +148,31 @@ impl AggregateWriter {
             .writer
             .write(Op::Create, &request, Some(deadline))
             .await;
-        let written = result.as_ref().ok().copied();
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "storm aggregate not created yet: the ticker writes it");
-        }
+        let written = self.settle(&request, result, now);
         self.complete(&name, aggregate, written, now);
         written
+    }
+
+    /// What a write did, for [`AggregateWriter::complete`]: `None` to write it again later. A
+    /// snapshot the sink refuses for good is dead-lettered and counts as done.
+    fn settle(
+        &self,
+        request: &gateway_ports::RemediationRequest,
+        result: Result<Written, NotPlaced>,
+        now: Timestamp,
+    ) -> Option<Written> {
+        match result {
+            Ok(written) => Some(written),
+            Err(NotPlaced::Rejected { detail, .. }) => {
+                self.dead_letters.record(request, &detail, now);
+                // Given up: nothing of this snapshot is left to write.
+                Some(Written::Superseded)
+            }
+            Err(NotPlaced::Failed(e)) => {
+                tracing::warn!(error = %e, "storm aggregate not written: trying again next tick");
+                None
+            }
+        }
     }
 
     /// Keeps a newer snapshot of a growing (or closing) aggregate for the next flush.
@@ -184,13 +209,8 @@ impl AggregateWriter {
         futures::stream::iter(due)
             .map(|(name, aggregate)| async move {
                 let request = remediation::for_aggregate(&aggregate, &self.fallback_namespace);
-                let written = match self.writer.write(Op::Update, &request, None).await {
-                    Ok(written) => Some(written),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "storm aggregate not written: trying again next tick");
-                        None
-                    }
-                };
+                let result = self.writer.write(Op::Update, &request, None).await;
+                let written = self.settle(&request, result, now);
                 self.complete(&name, aggregate, written, now);
             })
             .buffer_unordered(CONCURRENCY)
@@ -244,6 +264,7 @@ mod tests {
     use gateway_storm::{StormType, WindowKey};
 
     use super::*;
+    use crate::writer::RetryingWriter;
 
     /// A sink that records what it was asked to write (op, alert count, closed), and can be
     /// told to fail.
@@ -307,7 +328,11 @@ mod tests {
             Duration::from_secs(1),
         );
         AggregateWriter::new(
-            Arc::new(retrying),
+            Arc::new(Placement::new(
+                Arc::new(retrying),
+                "kubernaut-system".to_owned(),
+            )),
+            Arc::new(DeadLetters::new(10, Metrics::new())),
             Metrics::new(),
             "kubernaut-system".to_owned(),
             INTERVAL,

@@ -1,7 +1,13 @@
 //! The writes that outlive a request: storm aggregates (created beside the request whose signal
-//! completed them, then grown and closed later), the signals of storm buffers that went quiet,
-//! and the occurrence counts of duplicates. Requests and the ticker hand work over here; the
-//! ticker's [`Backlog::flush`] writes what is due. No request waits for a window's closing.
+//! completed them, then grown later), closed windows (a final aggregate, or the signals of a
+//! storm buffer that went quiet), and the occurrence counts of duplicates. Requests and the
+//! ticker hand work over here; the ticker's [`Backlog::flush`] writes what is due. No request
+//! waits for a window's closing.
+//!
+//! Durability: an open window lives in the window store; when it closes, what it leaves is
+//! queued in [`PendingWrites`], which keeps it in the outbox until written. Growth snapshots of
+//! open aggregates need no copy (the window holds them); occurrence counts of duplicates are
+//! bookkeeping and live in memory only.
 
 use std::time::Duration;
 
@@ -21,7 +27,7 @@ pub struct Backlog {
     pub aggregates: AggregateWriter,
     /// Occurrence counts of duplicates, coalesced.
     pub occurrences: OccurrenceFlusher,
-    /// Signals of quiet storm buffers, and anything else queued for a later round.
+    /// What closed windows leave (final aggregates, flushed buffers), durable in the outbox.
     pub pending: PendingWrites,
     /// Namespace for RemediationRequests of cluster-scoped signals.
     pub fallback_namespace: String,
@@ -31,14 +37,17 @@ impl Backlog {
     /// Takes over a closed window (found by the ticker's expiry check, or by a request whose
     /// signal met its window past its deadline): its final aggregate, or the signals of its
     /// buffer, one RemediationRequest each. `ttl` is the dedup TTL in force, which names them.
-    pub fn hand_over(&self, closure: Closure, ttl: Duration) {
+    pub async fn hand_over(&self, closure: Closure, ttl: Duration) {
         match closure {
             Closure::Aggregate(aggregate) => {
                 tracing::info!(
                     alert = %aggregate.key.alert_name, namespace = %aggregate.key.namespace,
                     resources = aggregate.resources.len(), alerts = aggregate.alert_count,
                     sampled_out = aggregate.sampled_out, "storm window closed");
-                self.aggregates.update(aggregate);
+                // The sinks never move a resource backwards, so this final snapshot and a growth
+                // snapshot still waiting in the aggregate writer can land in either order.
+                let request = remediation::for_aggregate(&aggregate, &self.fallback_namespace);
+                self.pending.queue(Op::Update, request).await;
             }
             Closure::Flush { key, signals, .. } => {
                 tracing::info!(alert = %key.alert_name, namespace = %key.namespace, signals = signals.len(),
@@ -50,7 +59,7 @@ impl Backlog {
                         ttl,
                         &self.fallback_namespace,
                     );
-                    self.pending.queue(Op::Create, request);
+                    self.pending.queue(Op::Create, request).await;
                 }
             }
         }
@@ -61,7 +70,7 @@ impl Backlog {
     pub async fn flush(&self, now: Timestamp, everything: bool) {
         tokio::join!(
             self.aggregates.flush(now, everything),
-            self.pending.flush(),
+            self.pending.flush(now),
             self.occurrences.flush(now, everything),
         );
     }

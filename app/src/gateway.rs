@@ -7,19 +7,21 @@ use std::time::Duration;
 
 use gateway_dedup::Deduplicator;
 use gateway_ports::{
-    Clock, ConfigKind, ConfigSource, ConfigSourceExt, DedupStore, RemediationWriter, Settings,
-    StormCounter, WindowStore,
+    Clock, ConfigKind, ConfigSource, ConfigSourceExt, DedupStore, Outbox, RemediationWriter,
+    Settings, StoreError, StormCounter, WindowStore,
 };
 use gateway_signal::{EventOutcome, PayloadError};
 use gateway_storm::{StormTracker, WindowCapacity};
 
 use crate::aggregates::AggregateWriter;
 use crate::backlog::Backlog;
-use crate::intake::SignalIntake;
+use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::intake::{Processed, SignalIntake};
 use crate::metrics::{HttpMethod, Metrics};
 use crate::occurrences::OccurrenceFlusher;
 use crate::outcome::{AlertOutcome, Outcome, Unrecorded};
 use crate::pending::PendingWrites;
+use crate::placement::Placement;
 use crate::readiness::Readiness;
 use crate::ticker::Ticker;
 use crate::writer::RetryingWriter;
@@ -51,6 +53,10 @@ pub struct Parts {
     pub writer: Arc<dyn RemediationWriter>,
     /// Storm counts and windows.
     pub storms: StormStores,
+    /// The pending-write queue: what closed storm windows leave, until written.
+    pub outbox: Arc<dyn Outbox>,
+    /// Background writes given up for good kept for `/debug/dead-letters` (the newest this many).
+    pub max_dead_letters: usize,
     /// Metrics.
     pub metrics: Metrics,
     /// Namespace for RemediationRequests of cluster-scoped signals.
@@ -97,15 +103,26 @@ pub enum Refused {
     /// The payload is not a webhook or event the gateway understands (4xx: do not resend).
     #[error(transparent)]
     Invalid(#[from] PayloadError),
-    /// A signal could not be recorded (503: send again).
-    #[error(transparent)]
-    Unrecorded(#[from] Unrecorded),
+    /// Some signals could not be recorded (503: send again); `outcomes` says which, one per
+    /// signal.
+    #[error("{first}")]
+    Unrecorded {
+        /// The first signal not recorded.
+        first: Unrecorded,
+        /// Every signal's outcome, in order.
+        outcomes: Vec<AlertOutcome>,
+    },
+    /// The processing failed unexpectedly (a bug): what it recorded was released (500: send
+    /// again).
+    #[error("the gateway failed to process this request")]
+    Panicked,
 }
 
 /// The gateway.
 #[derive(Debug)]
 pub struct Gateway {
-    intake: SignalIntake,
+    intake: Arc<SignalIntake>,
+    dead_letters: Arc<DeadLetters>,
     ticker: Ticker,
     readiness: Readiness,
     metrics: Metrics,
@@ -122,6 +139,8 @@ impl Gateway {
             dedup_store,
             writer: sink,
             storms,
+            outbox,
+            max_dead_letters,
             metrics,
             fallback_namespace,
             timing,
@@ -134,9 +153,12 @@ impl Gateway {
             seed,
             timing.attempt_timeout,
         ));
+        let placement = Arc::new(Placement::new(writer.clone(), fallback_namespace.clone()));
+        let dead_letters = Arc::new(DeadLetters::new(max_dead_letters, metrics.clone()));
         let backlog = Arc::new(Backlog {
             aggregates: AggregateWriter::new(
-                writer.clone(),
+                placement.clone(),
+                dead_letters.clone(),
                 metrics.clone(),
                 fallback_namespace.clone(),
                 timing.update_interval,
@@ -147,7 +169,7 @@ impl Gateway {
                 metrics.clone(),
                 fallback_namespace.clone(),
             ),
-            pending: PendingWrites::new(writer.clone()),
+            pending: PendingWrites::new(placement.clone(), outbox, dead_letters.clone()),
             fallback_namespace: fallback_namespace.clone(),
         });
         let tracker = Arc::new(StormTracker::new(
@@ -156,16 +178,17 @@ impl Gateway {
             storms.capacity,
         ));
         Gateway {
-            intake: SignalIntake {
+            intake: Arc::new(SignalIntake {
                 config: config.clone(),
-                dedup: Deduplicator::new(dedup_store.clone()),
+                dedup: Arc::new(Deduplicator::new(dedup_store.clone())),
                 storms: tracker.clone(),
-                writer,
+                placement,
                 backlog: backlog.clone(),
                 metrics: metrics.clone(),
                 fallback_namespace,
                 write_deadline: timing.deadline,
-            },
+            }),
+            dead_letters,
             ticker: Ticker {
                 storms: tracker,
                 backlog,
@@ -199,7 +222,37 @@ impl Gateway {
                 }
             }
         };
-        Ok(self.intake.process(signals).await?)
+        // The processing runs in a task of its own, to its end even when the client goes away
+        // (dropping this future): what was recorded is then carried out, not abandoned.
+        let intake = self.intake.clone();
+        let processing = tokio::spawn(async move { intake.process(signals).await });
+        match processing.await {
+            Ok(Processed {
+                outcomes,
+                unrecorded: None,
+            }) => Ok(outcomes),
+            Ok(Processed {
+                outcomes,
+                unrecorded: Some(first),
+            }) => Err(Refused::Unrecorded { first, outcomes }),
+            Err(failed) => {
+                // The intake's dedup records were released as it unwound.
+                self.metrics.request_panicked();
+                tracing::error!(error = %failed, "processing a request failed unexpectedly: answering 500");
+                Err(Refused::Panicked)
+            }
+        }
+    }
+
+    /// Queues again the writes a previous process left in the outbox (at start-up, before
+    /// serving); how many.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        self.ticker.recover().await
+    }
+
+    /// Background writes given up for good, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead_letters.list()
     }
 
     /// The background round (see [`Ticker::tick`]); run about once a second.

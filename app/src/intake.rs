@@ -1,11 +1,18 @@
 //! The intake of signals: for each signal of a request, in order, against one settings
 //! snapshot, the domain decides (dedup, then storm) and this carries the decision out.
 //!
-//! The one rule above all: a signal answered 2xx is recorded. When its RemediationRequest cannot
-//! be written, or the storm state cannot take it, the signal's dedup window is released and the
-//! request fails with 503, so the sender's retry is treated as new. Every write a request waits
-//! on runs under the request's deadline; storm windows' growth and closing are written by the
-//! ticker, never by a waiting request.
+//! The one rule above all: a signal answered 2xx is recorded. Each signal of a request gets its
+//! own outcome, and one signal's failure never stops the others: when a signal's
+//! RemediationRequest cannot be written, or the storm state cannot take it, its dedup window is
+//! released and it is `not_recorded` (the request is answered 503, so the sender resends and the
+//! resend is new for it, a duplicate for the others); a RemediationRequest the sink refuses for
+//! good is `rejected` (answered, never resent). Every write a request waits on runs under the
+//! request's deadline, and a signal whose turn comes after it is `not_recorded` untried; storm
+//! windows' growth and closing are written by the ticker, never by a waiting request.
+//!
+//! A dedup record is held by a [`Recording`] until the signal's outcome is settled: if the
+//! processing is abandoned half-way (a panic), the record is released, so nothing stays marked
+//! as seen without a RemediationRequest behind it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +26,10 @@ use gateway_storm::{Aggregate, Decision, StormError, StormTracker};
 
 use crate::backlog::Backlog;
 use crate::metrics::Metrics;
-use crate::outcome::{AlertOutcome, NotRecorded, Outcome, Unrecorded};
+use crate::outcome::{AlertOutcome, NotRecorded, Outcome, Rejected, Unrecorded};
+use crate::placement::{NotPlaced, Placement};
 use crate::remediation;
-use crate::writer::{Deadline, Op, RetryingWriter};
+use crate::writer::{Deadline, Op};
 
 /// Storm detection over whichever stores the gateway was built with.
 pub type Storms = StormTracker<dyn StormCounter, dyn WindowStore>;
@@ -30,32 +38,90 @@ pub type Storms = StormTracker<dyn StormCounter, dyn WindowStore>;
 #[derive(Debug)]
 pub struct SignalIntake {
     pub(crate) config: Arc<dyn ConfigSource>,
-    pub(crate) dedup: Deduplicator<dyn DedupStore>,
+    pub(crate) dedup: Arc<Deduplicator<dyn DedupStore>>,
     pub(crate) storms: Arc<Storms>,
-    pub(crate) writer: Arc<RetryingWriter>,
+    pub(crate) placement: Arc<Placement>,
     pub(crate) backlog: Arc<Backlog>,
     pub(crate) metrics: Metrics,
     pub(crate) fallback_namespace: String,
     pub(crate) write_deadline: Duration,
 }
 
+/// What became of a request's signals.
+#[derive(Debug)]
+pub struct Processed {
+    /// One per signal, in order.
+    pub outcomes: Vec<AlertOutcome>,
+    /// The first signal that was not recorded, if any: the request is answered 503.
+    pub unrecorded: Option<Unrecorded>,
+}
+
+/// A dedup record a request holds until its signal's outcome is settled. Dropped unsettled —
+/// the processing panicked — it releases the record (in a task of its own: a drop cannot wait).
+struct Recording<'a> {
+    dedup: &'a Arc<Deduplicator<dyn DedupStore>>,
+    fingerprint: Option<gateway_ports::Fingerprint>,
+}
+
+impl Recording<'_> {
+    /// The outcome is settled: the record stays (or was released on purpose).
+    fn settle(mut self) {
+        self.fingerprint = None;
+    }
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        let Some(fingerprint) = self.fingerprint.take() else {
+            return;
+        };
+        tracing::error!(%fingerprint, "signal processing abandoned: releasing its dedup record");
+        let dedup = self.dedup.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = dedup.release(&fingerprint).await {
+                    tracing::error!(error = %e, %fingerprint, "could not release the dedup record of an abandoned signal");
+                }
+            });
+        }
+    }
+}
+
 impl SignalIntake {
     /// Processes every signal of one request, in order, against one settings snapshot, within
-    /// the write deadline.
-    ///
-    /// Stops at the first signal that cannot be recorded: the signals before it are recorded
-    /// (a resend makes them duplicates), it and the ones after are not.
-    pub async fn process(&self, signals: Vec<Signal>) -> Result<Vec<AlertOutcome>, Unrecorded> {
+    /// the write deadline: each gets its own outcome (see the module docs).
+    pub async fn process(&self, signals: Vec<Signal>) -> Processed {
         let settings = self.config.snapshot();
         let deadline = Deadline::after(self.write_deadline);
         let mut outcomes = Vec::with_capacity(signals.len());
+        let mut unrecorded = None;
         for signal in signals {
             self.metrics.signal_received(&signal);
-            let outcome = self.one(&signal, &settings, deadline).await?;
+            let result = if deadline.remaining().is_zero() {
+                self.metrics.unrecorded(NotRecorded::Deadline);
+                Err(Unrecorded::new(
+                    &signal,
+                    NotRecorded::Deadline,
+                    &settings.retry,
+                ))
+            } else {
+                self.one(&signal, &settings, deadline).await
+            };
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let outcome = AlertOutcome::not_recorded(&signal, e.reason);
+                    unrecorded.get_or_insert(e);
+                    outcome
+                }
+            };
             self.metrics.outcome(outcome.outcome);
             outcomes.push(outcome);
         }
-        Ok(outcomes)
+        Processed {
+            outcomes,
+            unrecorded,
+        }
     }
 
     async fn one(
@@ -99,8 +165,15 @@ impl SignalIntake {
                 Ok(outcome)
             }
             DedupOutcome::New { window_start } => {
-                self.new_signal(signal, window_start, settings, deadline)
-                    .await
+                let recording = Recording {
+                    dedup: &self.dedup,
+                    fingerprint: Some(signal.fingerprint.clone()),
+                };
+                let outcome = self
+                    .new_signal(signal, window_start, settings, deadline)
+                    .await;
+                recording.settle();
+                outcome
             }
         }
     }
@@ -126,7 +199,9 @@ impl SignalIntake {
             }
         };
         if let Some(closed) = observation.closed {
-            self.backlog.hand_over(closed, settings.dedup.ttl.get());
+            self.backlog
+                .hand_over(closed, settings.dedup.ttl.get())
+                .await;
         }
         match observation.decision {
             Decision::Individual => {
@@ -137,7 +212,7 @@ impl SignalIntake {
                     &self.fallback_namespace,
                 );
                 match self
-                    .writer
+                    .placement
                     .write(Op::Create, &request, Some(deadline))
                     .await
                 {
@@ -151,7 +226,15 @@ impl SignalIntake {
                         outcome.remediation = Some(request.name);
                         Ok(outcome)
                     }
-                    Err(e) => {
+                    Err(NotPlaced::Rejected { detail, .. }) => {
+                        // Kept in dedup: its repeats within the TTL are duplicates, not new
+                        // refusals.
+                        tracing::error!(alert = %signal.name, namespace = %signal.namespace, reason = %detail,
+                            "RemediationRequest refused for good: answering `rejected`");
+                        self.metrics.rejected(Rejected::SinkRejected);
+                        Ok(AlertOutcome::rejected(signal, detail))
+                    }
+                    Err(NotPlaced::Failed(e)) => {
                         tracing::error!(error = %e, alert = %signal.name, "RemediationRequest not written; answering 503 so the sender retries");
                         Err(self
                             .unrecorded(signal, NotRecorded::Write, &settings.retry)

@@ -26,11 +26,17 @@ pub enum Outcome {
     SampledOut,
     /// Not a signal the gateway acts on (a `Normal` Kubernetes event).
     Ignored,
+    /// Refused for good (the sink refuses its RemediationRequest in any namespace): answered so
+    /// that the sender does not resend what can never succeed; `detail` says why.
+    Rejected,
+    /// Not recorded (a store or the sink failed, or the request's time ran out): the request is
+    /// answered 503 and the sender resends it; `detail` says why.
+    NotRecorded,
 }
 
 impl Outcome {
     /// Every outcome, for metric series that exist from the start.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Created,
         Outcome::AlreadyExists,
         Outcome::Duplicate,
@@ -39,6 +45,8 @@ impl Outcome {
         Outcome::Aggregated,
         Outcome::SampledOut,
         Outcome::Ignored,
+        Outcome::Rejected,
+        Outcome::NotRecorded,
     ];
 
     /// The metric label and JSON value.
@@ -52,6 +60,8 @@ impl Outcome {
             Outcome::Aggregated => "aggregated",
             Outcome::SampledOut => "sampled_out",
             Outcome::Ignored => "ignored",
+            Outcome::Rejected => "rejected",
+            Outcome::NotRecorded => "not_recorded",
         }
     }
 }
@@ -120,6 +130,41 @@ impl AlertOutcome {
     }
 }
 
+impl AlertOutcome {
+    /// `signal` refused for good, and why.
+    pub fn rejected(signal: &Signal, detail: String) -> Self {
+        let mut outcome = AlertOutcome::of(signal, Outcome::Rejected);
+        outcome.detail = Some(detail);
+        outcome
+    }
+
+    /// `signal` not recorded (the sender must resend it), and why.
+    pub fn not_recorded(signal: &Signal, reason: NotRecorded) -> Self {
+        let mut outcome = AlertOutcome::of(signal, Outcome::NotRecorded);
+        outcome.detail = Some(reason.describe().to_owned());
+        outcome
+    }
+}
+
+/// Why a signal was refused for good (the `reason` of `gateway_signals_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// The sink refuses its RemediationRequest in any namespace (schema, name, size).
+    SinkRejected,
+}
+
+impl Rejected {
+    /// Every reason, for metric series that exist from the start.
+    pub const ALL: [Rejected; 1] = [Rejected::SinkRejected];
+
+    /// The metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rejected::SinkRejected => "sink_rejected",
+        }
+    }
+}
+
 /// Why a signal could not be recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotRecorded {
@@ -131,15 +176,18 @@ pub enum NotRecorded {
     StormWindows,
     /// The RemediationRequest could not be written.
     Write,
+    /// The request's write deadline passed before this signal's turn.
+    Deadline,
 }
 
 impl NotRecorded {
     /// Every reason, for metric series that exist from the start.
-    pub const ALL: [NotRecorded; 4] = [
+    pub const ALL: [NotRecorded; 5] = [
         NotRecorded::DedupStore,
         NotRecorded::StormCounter,
         NotRecorded::StormWindows,
         NotRecorded::Write,
+        NotRecorded::Deadline,
     ];
 
     /// The metric label.
@@ -149,6 +197,7 @@ impl NotRecorded {
             NotRecorded::StormCounter => "storm_counter",
             NotRecorded::StormWindows => "storm_windows",
             NotRecorded::Write => "write",
+            NotRecorded::Deadline => "deadline",
         }
     }
 
@@ -159,6 +208,7 @@ impl NotRecorded {
             NotRecorded::StormCounter => "storm counter unavailable",
             NotRecorded::StormWindows => "storm windows unavailable",
             NotRecorded::Write => "RemediationRequest could not be written",
+            NotRecorded::Deadline => "no time left within the request's deadline",
         }
     }
 }

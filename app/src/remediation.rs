@@ -25,6 +25,9 @@ pub mod labels {
     pub const SEVERITY: &str = "kubernaut.io/severity";
     /// `true` for storm aggregates.
     pub const STORM: &str = "kubernaut.io/storm";
+    /// The namespace the signal named, on a RemediationRequest written to the fallback
+    /// namespace instead (that one did not exist, or was not a valid name).
+    pub const ORIGINAL_NAMESPACE: &str = "kubernaut.io/original-namespace";
 }
 
 /// The name of the RemediationRequest for one signal whose dedup window (of `ttl`) started at
@@ -50,14 +53,44 @@ pub fn aggregate_name(aggregate: &Aggregate) -> String {
     )
 }
 
-/// The namespace a signal's RemediationRequest goes to: the signal's, or `fallback` for
-/// cluster-scoped targets and signals without one.
+/// The namespace a signal's RemediationRequest goes to: the signal's when it can name a
+/// namespace (an RFC 1123 label), else `fallback` (cluster-scoped targets, signals without one,
+/// and names such as `../..` or ones holding control characters, which are never written into
+/// `metadata.namespace`).
 pub fn namespace_of(signal: &Signal, fallback: &str) -> String {
-    if signal.namespace.is_empty() {
-        fallback.to_owned()
-    } else {
+    if is_namespace_name(&signal.namespace) {
         signal.namespace.clone()
+    } else {
+        fallback.to_owned()
     }
+}
+
+/// Whether `name` is a valid namespace name: an RFC 1123 label, 1 to 63 characters of `a-z`,
+/// `0-9` and `-`, starting and ending with a letter or digit.
+pub fn is_namespace_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=63).contains(&bytes.len())
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+}
+
+/// Moves `request` to `fallback`, recording where it was meant to go: the original namespace
+/// (verbatim) in `spec.signalLabels` under [`labels::ORIGINAL_NAMESPACE`], and as that label on
+/// the resource when it is a valid label value. For a signal whose namespace does not exist, or
+/// is not a valid name.
+pub fn rehome(request: &mut RemediationRequest, original: &str, fallback: &str) {
+    request.spec.signal_labels.insert(
+        labels::ORIGINAL_NAMESPACE.to_owned(),
+        original.to_owned(),
+    );
+    if is_namespace_name(original) {
+        request
+            .labels
+            .insert(labels::ORIGINAL_NAMESPACE.to_owned(), original.to_owned());
+    }
+    fallback.clone_into(&mut request.namespace);
 }
 
 fn signal_type(source: SignalSource) -> &'static str {
@@ -85,7 +118,7 @@ fn base(
         ),
         (labels::STORM.to_owned(), is_storm.to_string()),
     ]);
-    RemediationRequest {
+    let mut request = RemediationRequest {
         name,
         namespace: namespace_of(signal, fallback_namespace),
         labels,
@@ -109,7 +142,11 @@ fn base(
                 occurrence_count: 1,
             },
         },
+    };
+    if !signal.namespace.is_empty() && !is_namespace_name(&signal.namespace) {
+        rehome(&mut request, &signal.namespace, fallback_namespace);
     }
+    request
 }
 
 /// The RemediationRequest for one new signal whose dedup window (of `ttl`) started at
@@ -197,5 +234,36 @@ mod tests {
         assert_ne!(first, refired);
         // A firing time ahead of the gateway's clock (skew) is window 0, never a panic.
         assert!(signal_name(&signal(T + 60), Timestamp::from_secs(T), TTL).ends_with("-0"));
+    }
+
+    #[test]
+    fn only_rfc_1123_labels_name_a_namespace() {
+        for good in ["a", "prod", "team-1", "0", &"a".repeat(63)] {
+            assert!(is_namespace_name(good), "{good:?}");
+        }
+        for bad in [
+            "", "-a", "a-", "A", "a_b", "a.b", "../..", "a/b", "a\r\nb", "a\0", "é",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_namespace_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_signal_naming_an_invalid_namespace_goes_to_the_fallback_with_the_original_recorded() {
+        let mut s = signal(T);
+        s.namespace = "../..\r\n".to_owned();
+        let r = for_signal(&s, Timestamp::from_secs(T), TTL, "kubernaut-system");
+        assert_eq!(r.namespace, "kubernaut-system");
+        assert_eq!(
+            r.spec.signal_labels.get(labels::ORIGINAL_NAMESPACE),
+            Some(&s.namespace)
+        );
+        assert!(!r.labels.contains_key(labels::ORIGINAL_NAMESPACE), "not a label value");
+
+        let mut r = for_signal(&signal(T), Timestamp::from_secs(T), TTL, "kubernaut-system");
+        let original = r.namespace.clone();
+        rehome(&mut r, &original, "kubernaut-system");
+        assert_eq!(r.labels.get(labels::ORIGINAL_NAMESPACE), Some(&original));
     }
 }

@@ -29,7 +29,7 @@ impl Ticker {
         match self.storms.expire(&settings.storm, now).await {
             Ok(expired) => {
                 self.metrics.storm_windows(expired.open, expired.buffered);
-                self.hand_over(expired.closed, settings);
+                self.hand_over(expired.closed, settings).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check the storm windows; trying again next tick");
@@ -44,7 +44,7 @@ impl Ticker {
         if self.windows_die_with_process {
             match self.storms.drain(now).await {
                 Ok(closed) => {
-                    self.hand_over(closed, settings);
+                    self.hand_over(closed, settings).await;
                     self.metrics.storm_windows(0, 0);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot close the storm windows"),
@@ -60,9 +60,11 @@ impl Ticker {
         }
     }
 
-    fn hand_over(&self, closed: Vec<Closure>, settings: &Settings) {
+    async fn hand_over(&self, closed: Vec<Closure>, settings: &Settings) {
         for closure in closed {
-            self.backlog.hand_over(closure, settings.dedup.ttl.get());
+            self.backlog
+                .hand_over(closure, settings.dedup.ttl.get())
+                .await;
         }
     }
 
@@ -70,6 +72,13 @@ impl Ticker {
     async fn write(&self, now: Timestamp, everything: bool) {
         self.backlog.flush(now, everything).await;
         self.metrics.pending_writes(self.backlog.len());
+    }
+
+    /// Queues again what a previous process left in the outbox; how many writes.
+    pub async fn recover(&self) -> Result<usize, gateway_ports::StoreError> {
+        let recovered = self.backlog.pending.recover().await?;
+        self.metrics.pending_writes(self.backlog.len());
+        Ok(recovered)
     }
 
     /// Writes waiting to be made by a later round.

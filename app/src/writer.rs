@@ -13,7 +13,8 @@ use gateway_retry::{Budget, GiveUpReason, Jitter, RetryDecision, RetryState, Spl
 use crate::metrics::Metrics;
 
 /// Create (if absent) or update (replace, or create).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// `RemediationWriter::create`.
     Create,

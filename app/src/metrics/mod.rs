@@ -13,7 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::outcome::NotRecorded;
+use crate::outcome::{NotRecorded, Rejected};
 
 mod record;
 
@@ -85,6 +85,9 @@ pub struct Metrics {
     kube_api_request_duration: HistogramVec,
     dedup_store_errors: IntCounter,
     signals_unrecorded: IntCounterVec,
+    signals_rejected: IntCounterVec,
+    dead_letters: IntCounter,
+    request_panics: IntCounter,
     redis_available: IntGauge,
     http_request_duration: HistogramVec,
     config_reload_total: IntCounterVec,
@@ -290,6 +293,30 @@ impl Metrics {
                 &r,
                 IntCounter::new("gateway_dedup_store_errors_total", "Dedup store failures"),
             ),
+            signals_rejected: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_signals_rejected_total",
+                        "Signals answered `rejected` (refused for good, not to be resent), by reason",
+                    ),
+                    &["reason"],
+                ),
+            ),
+            dead_letters: register(
+                &r,
+                IntCounter::new(
+                    "gateway_dead_letters_total",
+                    "Background RemediationRequest writes given up for good (see /debug/dead-letters)",
+                ),
+            ),
+            request_panics: register(
+                &r,
+                IntCounter::new(
+                    "gateway_request_panics_total",
+                    "Requests whose processing panicked (answered 500, their dedup records released)",
+                ),
+            ),
             signals_unrecorded: register(
                 &r,
                 IntCounterVec::new(
@@ -395,6 +422,11 @@ impl Metrics {
         for reason in NotRecorded::ALL {
             metrics
                 .signals_unrecorded
+                .with_label_values(&[reason.as_str()]);
+        }
+        for reason in Rejected::ALL {
+            metrics
+                .signals_rejected
                 .with_label_values(&[reason.as_str()]);
         }
         metrics

@@ -10,7 +10,7 @@ use gateway_storm::StormType;
 
 use super::{HttpMethod, Metrics, gauge_value, gave_up_label, hash_label};
 use crate::occurrences::OccurrenceUpdate;
-use crate::outcome::{NotRecorded, Outcome};
+use crate::outcome::{NotRecorded, Outcome, Rejected};
 
 impl Metrics {
     /// One signal arrived.
@@ -101,6 +101,23 @@ impl Metrics {
         self.signals_unrecorded
             .with_label_values(&[reason.as_str()])
             .inc();
+    }
+
+    /// A signal was answered `rejected`.
+    pub fn rejected(&self, reason: Rejected) {
+        self.signals_rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// A background write was given up for good.
+    pub fn dead_lettered(&self) {
+        self.dead_letters.inc();
+    }
+
+    /// A request's processing panicked.
+    pub fn request_panicked(&self) {
+        self.request_panics.inc();
     }
 
     /// The dedup store failed a call.
