@@ -14,9 +14,11 @@ pub mod remediation;
 pub mod settings;
 pub mod signal;
 pub mod storm;
+pub mod storm_history;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod time;
+pub mod window_slot;
 
 pub use config::{
     ChangeListener, ConfigControl, ConfigKind, ConfigSource, ConfigSourceExt, ConfigStatus,
@@ -34,7 +36,9 @@ pub use settings::{
 };
 pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
 pub use storm::{Counting, StoredWindow, StormCounter, StormCounts, WindowStore};
+pub use storm_history::{StormHistory, resource_member};
 pub use time::{Clock, Timestamp};
+pub use window_slot::{Replacement, WindowSlot};
 
 #[cfg(feature = "mocks")]
 pub use config::MockConfigSource;

@@ -8,11 +8,15 @@
 //! - [`MemoryStormCounter`]: the [`StormCounter`](gateway_ports::StormCounter) port, the Redis
 //!   adapter's arithmetic in a map bounded in alert names;
 //! - [`MemoryWindowStore`]: the [`WindowStore`](gateway_ports::WindowStore) port, compare-and-set
-//!   windows expiring by an injected clock.
+//!   windows expiring by an injected clock;
+//! - [`MemoryOutbox`]: the [`Outbox`](gateway_ports::Outbox) port, lost on a crash (for
+//!   `--state memory` and tests).
 
+mod outbox;
 mod storm_counter;
 mod windows;
 
+pub use outbox::MemoryOutbox;
 pub use storm_counter::{DEFAULT_MAX_ALERT_NAMES, MemoryStormCounter};
 pub use windows::MemoryWindowStore;
 

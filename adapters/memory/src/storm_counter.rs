@@ -1,21 +1,21 @@
-//! [`MemoryStormCounter`]: the [`StormCounter`] port in process memory, with the arithmetic of the
-//! Redis adapter's `STORM` script.
+//! [`MemoryStormCounter`]: the [`StormCounter`] port in process memory; each alert name's
+//! arithmetic is the ports' [`StormHistory`] (the Redis adapter's `STORM` script does the same).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use gateway_ports::{Counting, ResourceRef, StoreError, StormCounter, StormCounts, Timestamp};
+use gateway_ports::{
+    Counting, ResourceRef, StoreError, StormCounter, StormCounts, StormHistory, Timestamp,
+    resource_member,
+};
 
 /// Storm counts per alert name in process memory, bounded in the number of alert names.
 ///
-/// Per alert name: the times of its signals (trimmed to the rate window, then to the
-/// `max_tracked` newest) and its resources by last hit (trimmed to the pattern window, then to the
-/// `max_tracked` most recent, ties broken by the resource's `namespace/kind/name` as Redis breaks
-/// them). A name whose last signal is older than both windows holds nothing that could still
-/// count: a sweep drops such names, over all names once per as many calls as names were held
+/// Per alert name a [`StormHistory`] (the times of its signals and its resources by last hit,
+/// /// trimmed as the port's contract says). A name whose last signal is older than both windows
+/// holds nothing that could still count: a sweep drops such names, over all names once per as many calls as names were held
 /// after the previous sweep (amortised constant work per call). When `max_alert_names` names are
 /// held, a new name evicts the one counted least recently; an evicted name that was still live
 /// restarts from zero, which can only delay a storm, never invent one.
@@ -40,7 +40,7 @@ const MIN_COUNTS_PER_SWEEP: usize = 64;
 
 #[derive(Debug, Default)]
 struct Names {
-    by_name: HashMap<String, History>,
+    by_name: HashMap<String, Tracked>,
     /// Alert names by the sequence number of their last count, least recent first.
     recency: BTreeMap<u64, String>,
     next_sequence: u64,
@@ -50,85 +50,11 @@ struct Names {
     evicted: u64,
 }
 
-#[derive(Debug, Default)]
-struct History {
+#[derive(Debug)]
+struct Tracked {
     /// The key of this name in `Names::recency`.
     sequence: u64,
-    /// The latest instant this name was counted at (ms).
-    last: u64,
-    /// Signal times (ms), ascending.
-    signals: VecDeque<u64>,
-    /// Each resource's last hit (ms).
-    resources: HashMap<Arc<str>, u64>,
-    /// The same, ordered as Redis orders a sorted set: by last hit, then by name.
-    by_hit: BTreeSet<(u64, Arc<str>)>,
-}
-
-/// The windows and bound of one call, in the units and with the floors the Redis script uses.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    rate_ms: u64,
-    pattern_ms: u64,
-    max_tracked: usize,
-}
-
-impl Limits {
-    fn of(counting: Counting) -> Self {
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
-        Limits {
-            rate_ms: millis(counting.rate_window),
-            pattern_ms: millis(counting.pattern_window),
-            max_tracked: usize::try_from(counting.max_tracked.max(1)).unwrap_or(usize::MAX),
-        }
-    }
-
-    /// Whether a name last counted at `last` holds nothing that counts at `now`.
-    fn is_quiet(self, last: u64, now: u64) -> bool {
-        last.saturating_add(self.rate_ms.max(self.pattern_ms)) <= now
-    }
-}
-
-impl History {
-    fn record(&mut self, resource: &str, now: u64, limits: Limits) -> StormCounts {
-        self.last = self.last.max(now);
-
-        let at = self.signals.partition_point(|&t| t <= now);
-        self.signals.insert(at, now);
-        // A signal exactly `rate_window` old no longer counts.
-        while self
-            .signals
-            .front()
-            .is_some_and(|&t| t.saturating_add(limits.rate_ms) <= now)
-        {
-            self.signals.pop_front();
-        }
-        while self.signals.len() > limits.max_tracked {
-            self.signals.pop_front();
-        }
-
-        let resource: Arc<str> = match self.resources.get_key_value(resource) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(resource),
-        };
-        if let Some(previous) = self.resources.insert(resource.clone(), now) {
-            self.by_hit.remove(&(previous, resource.clone()));
-        }
-        self.by_hit.insert((now, resource));
-        while let Some((hit, _)) = self.by_hit.first() {
-            let gone = hit.saturating_add(limits.pattern_ms) <= now;
-            if !gone && self.by_hit.len() <= limits.max_tracked {
-                break;
-            }
-            if let Some((_, name)) = self.by_hit.pop_first() {
-                self.resources.remove(&name);
-            }
-        }
-
-        StormCounts {
-            rate: self.signals.len() as u64,
-            distinct_resources: self.resources.len() as u64,
-        }
-    }
+    history: StormHistory,
 }
 
 impl Names {
@@ -136,41 +62,39 @@ impl Names {
     fn count(
         &mut self,
         name: &str,
-        resource: &str,
-        now: u64,
-        limits: Limits,
+        member: &str,
+        now: Timestamp,
+        counting: Counting,
         max_alert_names: usize,
     ) -> StormCounts {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        if let Some(history) = self.by_name.get_mut(name) {
+        if let Some(tracked) = self.by_name.get_mut(name) {
             let key = self
                 .recency
-                .remove(&history.sequence)
+                .remove(&tracked.sequence)
                 .unwrap_or_else(|| name.to_owned());
             self.recency.insert(sequence, key);
-            history.sequence = sequence;
-            return history.record(resource, now, limits);
+            tracked.sequence = sequence;
+            return tracked.history.record(member, now, counting);
         }
-        self.make_room(max_alert_names, now, limits);
-        let mut history = History {
-            sequence,
-            ..History::default()
-        };
-        let counts = history.record(resource, now, limits);
-        self.by_name.insert(name.to_owned(), history);
+        self.make_room(max_alert_names, now, counting);
+        let mut history = StormHistory::default();
+        let counts = history.record(member, now, counting);
+        self.by_name
+            .insert(name.to_owned(), Tracked { sequence, history });
         self.recency.insert(sequence, name.to_owned());
         counts
     }
 
     /// Makes room for one more name: the least recently counted goes.
-    fn make_room(&mut self, max_alert_names: usize, now: u64, limits: Limits) {
+    fn make_room(&mut self, max_alert_names: usize, now: Timestamp, counting: Counting) {
         while self.by_name.len() >= max_alert_names {
             let Some((_, name)) = self.recency.pop_first() else {
                 break;
             };
-            if let Some(history) = self.by_name.remove(&name)
-                && !limits.is_quiet(history.last, now)
+            if let Some(tracked) = self.by_name.remove(&name)
+                && !tracked.history.is_quiet(now, counting)
             {
                 self.evicted += 1;
             }
@@ -178,12 +102,12 @@ impl Names {
     }
 
     /// Drops every name that holds nothing that could still count at `now`.
-    fn sweep(&mut self, now: u64, limits: Limits) {
+    fn sweep(&mut self, now: Timestamp, counting: Counting) {
         let recency = &mut self.recency;
-        self.by_name.retain(|_, history| {
-            let keep = !limits.is_quiet(history.last, now);
+        self.by_name.retain(|_, tracked| {
+            let keep = !tracked.history.is_quiet(now, counting);
             if !keep {
-                recency.remove(&history.sequence);
+                recency.remove(&tracked.sequence);
             }
             keep
         });
@@ -237,20 +161,17 @@ impl StormCounter for MemoryStormCounter {
         now: Timestamp,
         counting: Counting,
     ) -> Result<StormCounts, StoreError> {
-        let limits = Limits::of(counting);
-        let now = now.as_millis();
-        // The Redis adapter's member for a resource, so both order ties alike.
-        let resource = format!("{}/{}/{}", resource.namespace, resource.kind, resource.name);
+        let member = resource_member(resource);
         let mut names = self.lock();
         names.counts_to_sweep = names.counts_to_sweep.saturating_sub(1);
         if names.counts_to_sweep == 0 {
-            names.sweep(now, limits);
+            names.sweep(now, counting);
         }
         Ok(names.count(
             alert_name,
-            &resource,
+            &member,
             now,
-            limits,
+            counting,
             self.max_alert_names.get(),
         ))
     }
@@ -258,6 +179,8 @@ impl StormCounter for MemoryStormCounter {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const COUNTING: Counting = Counting {
@@ -321,10 +244,13 @@ mod tests {
             counts(3, 3)
         );
         let names = c.lock();
-        let history = &names.by_name["Disk"];
-        let kept: Vec<&str> = history.by_hit.iter().map(|(_, r)| &**r).collect();
-        assert_eq!(kept, ["prod/Pod/c", "prod/Pod/d", "prod/Pod/a"]);
-        assert_eq!(history.signals.len(), 3);
+        let history = &names.by_name["Disk"].history;
+        let kept: Vec<&str> = history.resources().map(|(r, _)| r).collect();
+        assert_eq!(
+            kept,
+            ["4:prod/3:Pod/1:c", "4:prod/3:Pod/1:d", "4:prod/3:Pod/1:a"]
+        );
+        assert_eq!(history.signals().count(), 3);
     }
 
     #[tokio::test]
@@ -339,11 +265,11 @@ mod tests {
         }
         let names = c.lock();
         let kept: Vec<&str> = names.by_name["Disk"]
-            .by_hit
-            .iter()
-            .map(|(_, r)| &**r)
+            .history
+            .resources()
+            .map(|(r, _)| r)
             .collect();
-        assert_eq!(kept, ["prod/Pod/b", "prod/Pod/c"]);
+        assert_eq!(kept, ["4:prod/3:Pod/1:b", "4:prod/3:Pod/1:c"]);
     }
 
     #[tokio::test]
@@ -360,8 +286,11 @@ mod tests {
             counts(2, 2)
         );
         assert_eq!(
-            c.lock().by_name["Disk"].signals,
-            [at(10), at(65)].map(Timestamp::as_millis)
+            c.lock().by_name["Disk"]
+                .history
+                .signals()
+                .collect::<Vec<_>>(),
+            [at(10), at(65)]
         );
     }
 

@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_ports::{Clock, StoreError, StoredWindow, Timestamp, WindowStore};
+use gateway_ports::{
+    Clock, Replacement, StoreError, StoredWindow, Timestamp, WindowSlot, WindowStore,
+};
 
-/// Storm aggregation windows in process memory, replaced by compare-and-set.
+/// Storm aggregation windows in process memory, replaced by compare-and-set (the ports'
+/// [`WindowSlot::replace`]).
 ///
 /// A window's version starts at 1 and rises by one with every replacement, its deletion included:
 /// a deleted window leaves its version behind (not listed, `load` says `None`) until its TTL ends,
@@ -25,31 +28,17 @@ pub struct MemoryWindowStore {
 
 #[derive(Debug, Default)]
 struct Windows {
-    by_key: HashMap<String, Slot>,
+    by_key: HashMap<String, WindowSlot>,
     /// Replacements left before the next sweep: as many as slots were held after the last one.
     replaces_to_sweep: usize,
-}
-
-#[derive(Debug)]
-struct Slot {
-    version: u64,
-    /// `None`: deleted, its version kept until `expires`.
-    state: Option<Vec<u8>>,
-    expires: Timestamp,
 }
 
 /// A sweep runs after at least this many replacements, however few windows are held.
 const MIN_REPLACES_PER_SWEEP: usize = 64;
 
-impl Slot {
-    fn is_live(&self, now: Timestamp) -> bool {
-        now < self.expires
-    }
-}
-
 impl Windows {
     /// The unexpired slot under `key`; an expired one is dropped.
-    fn slot(&mut self, key: &str, now: Timestamp) -> Option<&Slot> {
+    fn slot(&mut self, key: &str, now: Timestamp) -> Option<&WindowSlot> {
         if self.by_key.get(key).is_some_and(|slot| !slot.is_live(now)) {
             self.by_key.remove(key);
         }
@@ -96,12 +85,7 @@ impl WindowStore for MemoryWindowStore {
     async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError> {
         let now = self.clock.now();
         let mut windows = self.lock();
-        Ok(windows.slot(key, now).and_then(|slot| {
-            slot.state.as_ref().map(|state| StoredWindow {
-                version: slot.version,
-                state: state.clone(),
-            })
-        }))
+        Ok(windows.slot(key, now).and_then(WindowSlot::window))
     }
 
     async fn replace(
@@ -117,26 +101,14 @@ impl WindowStore for MemoryWindowStore {
         if windows.replaces_to_sweep == 0 {
             windows.sweep(now);
         }
-        let (stored, last_version) = match windows.slot(key, now) {
-            Some(slot) => (slot.state.is_some().then_some(slot.version), slot.version),
-            None => (None, 0),
-        };
-        if stored != expected {
-            return Ok(false);
+        match WindowSlot::replace(windows.slot(key, now), expected, state, ttl, now) {
+            Replacement::Refused => Ok(false),
+            Replacement::Unchanged => Ok(true),
+            Replacement::Store(slot) => {
+                windows.by_key.insert(key.to_owned(), slot);
+                Ok(true)
+            }
         }
-        if state.is_none() && stored.is_none() {
-            // Nothing to delete.
-            return Ok(true);
-        }
-        windows.by_key.insert(
-            key.to_owned(),
-            Slot {
-                version: last_version + 1,
-                state,
-                expires: now + ttl.max(Duration::from_millis(1)),
-            },
-        );
-        Ok(true)
     }
 
     async fn keys(&self) -> Result<Vec<String>, StoreError> {
