@@ -59,6 +59,16 @@ pub enum Sink {
     Kubernetes,
 }
 
+/// Where dedup records, storm state and pending writes are kept without `--redis-url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateBackend {
+    /// A crash-safe embedded database in `--state-dir` (the default): a 2xx survives `kill -9`.
+    Embedded,
+    /// Process memory only: fastest, but buffered storm signals and pending writes are lost on
+    /// a crash (graceful shutdowns still write them).
+    Memory,
+}
+
 /// Where the hot-reloadable settings come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSourceArg {
@@ -156,7 +166,29 @@ pub struct ServeArgs {
     /// Longest wait for one Redis command.
     #[arg(long, env = "GATEWAY_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub redis_timeout: Duration,
-    /// Fingerprints the in-memory dedup store holds at most.
+    /// Where state is kept without `--redis-url`: `embedded` (a crash-safe database in
+    /// `--state-dir`) or `memory` (lost on a crash). Ignored with `--redis-url`.
+    #[arg(long, env = "GATEWAY_STATE", value_enum, default_value = "embedded")]
+    pub state: StateBackend,
+    /// Directory of the embedded state database (`gateway.redb`); one gateway process per
+    /// directory.
+    #[arg(long, env = "GATEWAY_STATE_DIR", default_value = "./state")]
+    pub state_dir: PathBuf,
+    /// Most alerts one request may carry (more: 413). Set Alertmanager's `max_alerts` in the
+    /// webhook_config at or below it.
+    #[arg(long, env = "GATEWAY_MAX_ALERTS_PER_REQUEST", default_value_t = 1000)]
+    pub max_alerts_per_request: usize,
+    /// Most labels, and most annotations, one alert may carry (more: 400).
+    #[arg(long, env = "GATEWAY_MAX_LABELS", default_value_t = 64)]
+    pub max_labels: usize,
+    /// Most bytes of label and annotation names and values one alert may carry (more: 400).
+    /// With `--storm-window-capacity` it bounds the bytes a storm window buffers.
+    #[arg(long, env = "GATEWAY_MAX_LABEL_BYTES", default_value_t = 32 * 1024)]
+    pub max_label_bytes: usize,
+    /// Background writes given up for good that `/debug/dead-letters` keeps (the newest).
+    #[arg(long, env = "GATEWAY_MAX_DEAD_LETTERS", default_value_t = 1000)]
+    pub max_dead_letters: usize,
+    /// Fingerprints the dedup store holds at most (in memory or embedded).
     #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
     pub dedup_capacity: usize,
     /// Distinct resources one storm aggregate lists at most (sampling starts before).

@@ -17,6 +17,7 @@ use crate::aggregates::AggregateWriter;
 use crate::backlog::Backlog;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::intake::{Processed, SignalIntake};
+use crate::limits::{InputLimits, OverLimit};
 use crate::metrics::{HttpMethod, Metrics};
 use crate::occurrences::OccurrenceFlusher;
 use crate::outcome::{AlertOutcome, Outcome, Unrecorded};
@@ -57,6 +58,8 @@ pub struct Parts {
     pub outbox: Arc<dyn Outbox>,
     /// Background writes given up for good kept for `/debug/dead-letters` (the newest this many).
     pub max_dead_letters: usize,
+    /// What one request may carry.
+    pub limits: InputLimits,
     /// Metrics.
     pub metrics: Metrics,
     /// Namespace for RemediationRequests of cluster-scoped signals.
@@ -103,6 +106,9 @@ pub enum Refused {
     /// The payload is not a webhook or event the gateway understands (4xx: do not resend).
     #[error(transparent)]
     Invalid(#[from] PayloadError),
+    /// The request carries more than the gateway's limits allow (4xx: do not resend as is).
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
     /// Some signals could not be recorded (503: send again); `outcomes` says which, one per
     /// signal.
     #[error("{first}")]
@@ -122,6 +128,7 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct Gateway {
     intake: Arc<SignalIntake>,
+    limits: InputLimits,
     dead_letters: Arc<DeadLetters>,
     ticker: Ticker,
     readiness: Readiness,
@@ -141,6 +148,7 @@ impl Gateway {
             storms,
             outbox,
             max_dead_letters,
+            limits,
             metrics,
             fallback_namespace,
             timing,
@@ -188,6 +196,7 @@ impl Gateway {
                 fallback_namespace,
                 write_deadline: timing.deadline,
             }),
+            limits,
             dead_letters,
             ticker: Ticker {
                 storms: tracker,
@@ -222,6 +231,7 @@ impl Gateway {
                 }
             }
         };
+        self.limits.check(&signals)?;
         // The processing runs in a task of its own, to its end even when the client goes away
         // (dropping this future): what was recorded is then carried out, not abandoned.
         let intake = self.intake.clone();

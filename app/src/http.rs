@@ -22,8 +22,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::gateway::{Gateway, Payload, Refused};
+use crate::limits::OverLimit;
 use crate::metrics::HttpMethod;
-use crate::outcome::{AlertOutcome, Unrecorded};
+use crate::outcome::{AlertOutcome, Outcome, Unrecorded};
 
 /// The default limit on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -64,6 +65,16 @@ impl Problem {
             retry_after: None,
             extra: serde_json::Map::new(),
         }
+    }
+
+    /// 500: the gateway failed unexpectedly; the sender resends.
+    fn internal() -> Self {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the gateway failed to handle this request; send it again",
+        )
     }
 
     fn invalid_payload(e: &PayloadError) -> Self {
@@ -107,7 +118,30 @@ impl From<Refused> for Problem {
     fn from(refused: Refused) -> Self {
         match refused {
             Refused::Invalid(e) => Problem::invalid_payload(&e),
-            Refused::Unrecorded(e) => e.into(),
+            Refused::Unrecorded { first, outcomes } => {
+                let mut problem = Problem::from(first);
+                let missing = outcomes
+                    .iter()
+                    .filter(|o| o.outcome == Outcome::NotRecorded)
+                    .count();
+                problem.detail = format!(
+                    "{missing} of {} signal(s) not recorded ({}); send the request again",
+                    outcomes.len(),
+                    problem.detail
+                );
+                problem.extra.insert("outcomes".to_owned(), json!(outcomes));
+                problem
+            }
+            Refused::Panicked => Problem::internal(),
+            Refused::OverLimit(e) => {
+                let status = match e {
+                    OverLimit::Alerts { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    OverLimit::Labels { .. } | OverLimit::Bytes { .. } => StatusCode::BAD_REQUEST,
+                };
+                let mut p = Problem::new(status, "over-limit", "Over a limit", e.to_string());
+                p.extra.insert("limit".to_owned(), json!(e.flag()));
+                p
+            }
         }
     }
 }
@@ -145,6 +179,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/config", get(config))
         .route("/-/reload", post(reload))
+        .route("/debug/dead-letters", get(dead_letters))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -158,13 +193,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Internal error",
-        "the gateway failed to handle this request",
-    )
-    .into_response()
+    Problem::internal().into_response()
 }
 
 async fn observe_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -333,6 +362,11 @@ fn statuses(state: &AppState) -> Vec<ConfigStatus> {
         .as_ref()
         .map(|c| c.status())
         .unwrap_or_default()
+}
+
+/// `GET /debug/dead-letters`: background writes given up for good, oldest first.
+async fn dead_letters(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "dead_letters": state.gateway.dead_letters() }))
 }
 
 /// `GET /config`: the settings in force per type, their hash, generation and last reload.

@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod gateway;
 pub mod http;
 pub mod intake;
+pub mod limits;
 pub mod metrics;
 pub mod occurrences;
 pub mod outcome;

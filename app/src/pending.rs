@@ -138,9 +138,7 @@ impl PendingWrites {
     /// made, or refused for good (dead-lettered), leaves the outbox; what failed for now stays
     /// queued for the next round, unless a newer version was queued meanwhile.
     pub async fn flush(&self, now: Timestamp) {
-        let batch: Vec<Queued> = std::mem::take(&mut *self.queued())
-            .into_values()
-            .collect();
+        let batch: Vec<Queued> = std::mem::take(&mut *self.queued()).into_values().collect();
         if batch.is_empty() {
             return;
         }
@@ -171,7 +169,8 @@ impl PendingWrites {
                 Made::Done
             }
             Err(NotPlaced::Failed(e)) if e.reason == GiveUpReason::Permanent => {
-                self.dead_letters.record(&entry.request, &e.last.message, now);
+                self.dead_letters
+                    .record(&entry.request, &e.last.message, now);
                 Made::Done
             }
             Err(NotPlaced::Failed(e)) => {

@@ -81,10 +81,10 @@ pub fn is_namespace_name(name: &str) -> bool {
 /// the resource when it is a valid label value. For a signal whose namespace does not exist, or
 /// is not a valid name.
 pub fn rehome(request: &mut RemediationRequest, original: &str, fallback: &str) {
-    request.spec.signal_labels.insert(
-        labels::ORIGINAL_NAMESPACE.to_owned(),
-        original.to_owned(),
-    );
+    request
+        .spec
+        .signal_labels
+        .insert(labels::ORIGINAL_NAMESPACE.to_owned(), original.to_owned());
     if is_namespace_name(original) {
         request
             .labels
@@ -242,7 +242,17 @@ mod tests {
             assert!(is_namespace_name(good), "{good:?}");
         }
         for bad in [
-            "", "-a", "a-", "A", "a_b", "a.b", "../..", "a/b", "a\r\nb", "a\0", "é",
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            "../..",
+            "a/b",
+            "a\r\nb",
+            "a\0",
+            "é",
             &"a".repeat(64),
         ] {
             assert!(!is_namespace_name(bad), "{bad:?}");
@@ -259,7 +269,10 @@ mod tests {
             r.spec.signal_labels.get(labels::ORIGINAL_NAMESPACE),
             Some(&s.namespace)
         );
-        assert!(!r.labels.contains_key(labels::ORIGINAL_NAMESPACE), "not a label value");
+        assert!(
+            !r.labels.contains_key(labels::ORIGINAL_NAMESPACE),
+            "not a label value"
+        );
 
         let mut r = for_signal(&signal(T), Timestamp::from_secs(T), TTL, "kubernaut-system");
         let original = r.namespace.clone();

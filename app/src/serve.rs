@@ -7,20 +7,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
+use gateway_adapter_embedded::{EmbeddedOptions, EmbeddedStore};
 use gateway_adapter_file_config::WatchOptions;
 use gateway_adapter_kube::{ClientOptions, KubeWriter};
 use gateway_adapter_memory::{
-    MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, SystemClock,
+    MemoryDedupStore, MemoryOutbox, MemoryStormCounter, MemoryWindowStore, SystemClock,
 };
 use gateway_adapter_redis::{RedisOptions, RedisStore, redacted};
-use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, RemediationWriter};
+use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, Outbox, RemediationWriter};
 use gateway_storm::WindowCapacity;
 use tokio::net::TcpListener;
 
-use crate::cli::{ServeArgs, Sink};
+use crate::cli::{ServeArgs, Sink, StateBackend};
 use crate::config_source::SettingsSource;
 use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
+use crate::limits::InputLimits;
 use crate::metrics::Metrics;
 
 /// How often storm windows are checked for inactivity and queued writes retried.
@@ -55,11 +57,14 @@ pub async fn assemble(
     let metrics = Metrics::new();
     let window_capacity = WindowCapacity::new(args.storm_window_capacity)
         .context("--storm-window-capacity must be at least 1")?;
-    let (dedup_store, storms) = stores(args, capacity, window_capacity, &clock, &metrics)?;
+    let State {
+        dedup: dedup_store,
+        storms,
+        outbox,
+        name: state,
+    } = stores(args, capacity, window_capacity, &clock, &metrics)?;
     let writer = writer(args, &metrics).await?;
-    tracing::info!(
-        dedup = if args.redis_url.is_some() { "redis" } else { "in-memory" },
-        sink = ?args.sink, config = %source.origin(), "gateway assembled");
+    tracing::info!(state, sink = ?args.sink, config = %source.origin(), "gateway assembled");
     metrics.config_loaded(&source.status());
     let observed = metrics.clone();
     source.on_reload(Box::new(move |record| observed.config_reloaded(record)));
@@ -69,6 +74,13 @@ pub async fn assemble(
         dedup_store,
         writer,
         storms,
+        outbox,
+        max_dead_letters: args.max_dead_letters,
+        limits: InputLimits {
+            max_alerts: args.max_alerts_per_request,
+            max_labels: args.max_labels,
+            max_label_bytes: args.max_label_bytes,
+        },
         metrics,
         fallback_namespace: args.fallback_namespace.clone(),
         timing: WriteTiming {
@@ -115,23 +127,67 @@ async fn writer(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Arc<dyn R
     }
 }
 
-/// The dedup store and storm state the static settings name: Redis (shared by every replica)
-/// when `--redis-url` is set, else in this process's memory.
+/// Where the gateway keeps its state.
+struct State {
+    dedup: Arc<dyn DedupStore>,
+    storms: StormStores,
+    outbox: Arc<dyn Outbox>,
+    /// For the start-up log.
+    name: &'static str,
+}
+
+/// The state the static settings name: Redis (shared by every replica) when `--redis-url` is
+/// set, else the embedded database in `--state-dir`, or process memory with `--state memory`.
 fn stores(
     args: &ServeArgs,
     capacity: NonZeroUsize,
     window_capacity: WindowCapacity,
     clock: &Arc<dyn Clock>,
     metrics: &Metrics,
-) -> anyhow::Result<(Arc<dyn DedupStore>, StormStores)> {
+) -> anyhow::Result<State> {
     let Some(url) = &args.redis_url else {
-        let storms = StormStores {
-            counter: Arc::new(MemoryStormCounter::default()),
-            windows: Arc::new(MemoryWindowStore::new(clock.clone())),
-            capacity: window_capacity,
-            shared: false,
-        };
-        return Ok((Arc::new(MemoryDedupStore::new(capacity)), storms));
+        return Ok(match args.state {
+            StateBackend::Memory => {
+                tracing::warn!(
+                    "state in process memory (--state memory): buffered storm signals and pending writes are lost if the process crashes"
+                );
+                State {
+                    dedup: Arc::new(MemoryDedupStore::new(capacity)),
+                    storms: StormStores {
+                        counter: Arc::new(MemoryStormCounter::default()),
+                        windows: Arc::new(MemoryWindowStore::new(clock.clone())),
+                        capacity: window_capacity,
+                        shared: false,
+                    },
+                    outbox: Arc::new(MemoryOutbox::default()),
+                    name: "memory",
+                }
+            }
+            StateBackend::Embedded => {
+                let options = EmbeddedOptions {
+                    dedup_capacity: capacity,
+                    ..EmbeddedOptions::default()
+                };
+                let store = Arc::new(EmbeddedStore::open(
+                    &args.state_dir,
+                    clock.clone(),
+                    options,
+                )?);
+                tracing::info!(path = %store.path().display(), "state in the embedded database: it survives a crash");
+                State {
+                    dedup: store.clone(),
+                    storms: StormStores {
+                        counter: store.clone(),
+                        windows: store.clone(),
+                        capacity: window_capacity,
+                        // The windows outlive the process: the next start closes them.
+                        shared: true,
+                    },
+                    outbox: store,
+                    name: "embedded",
+                }
+            }
+        });
     };
     let password = match &args.redis_password_file {
         Some(file) => Some(
@@ -154,13 +210,18 @@ fn stores(
     let observed = metrics.clone();
     store.on_availability(move |up| observed.redis_available(up));
     tracing::info!(server = %redacted(url), "dedup and storm state in Redis, shared by every replica");
-    let storms = StormStores {
-        counter: store.clone(),
-        windows: store.clone(),
-        capacity: window_capacity,
-        shared: true,
-    };
-    Ok((store, storms))
+    Ok(State {
+        dedup: store.clone(),
+        storms: StormStores {
+            counter: store.clone(),
+            windows: store.clone(),
+            capacity: window_capacity,
+            shared: true,
+        },
+        // Until the Redis adapter serves the outbox port: in memory.
+        outbox: Arc::new(MemoryOutbox::default()),
+        name: "redis",
+    })
 }
 
 /// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the
@@ -172,6 +233,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gateway = state.gateway.clone();
+    match gateway.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            writes = n,
+            "recovered writes a previous process left pending: making them"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the pending writes a previous process left; they stay stored")
+        }
+    }
     let app = router(state, args.max_body_bytes);
     let ticker = {
         let gateway = gateway.clone();

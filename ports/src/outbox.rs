@@ -42,4 +42,8 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     async fn list(&self) -> Result<Vec<OutboxEntry>, StoreError>;
     /// How many entries are stored.
     async fn len(&self) -> Result<usize, StoreError>;
+    /// Whether no entry is stored.
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len().await? == 0)
+    }
 }

@@ -29,6 +29,8 @@ async fn served() -> Served {
         &config_dir,
         "--remediation-dir",
         remediation_dir.to_str().unwrap(),
+        "--state",
+        "memory",
     ])
     .unwrap()
     .serve;

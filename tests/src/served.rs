@@ -25,6 +25,8 @@ pub struct ServedGateway {
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _watching: Option<Watching>,
+    /// The embedded state's directory, when the flags named none.
+    _state: Option<tempfile::TempDir>,
 }
 
 impl ServedGateway {
@@ -42,6 +44,17 @@ impl ServedGateway {
     ) -> anyhow::Result<ServedGateway> {
         let mut argv = vec!["gateway", "--shutdown-delay", "0s"];
         argv.extend_from_slice(flags);
+        // The embedded state (the default) in a directory of its own, unless the flags say where.
+        let chosen = flags
+            .iter()
+            .any(|f| ["--state", "--state-dir", "--redis-url"].contains(f));
+        let state_tmp = (!chosen).then(|| tempfile::tempdir().expect("temp dir"));
+        let state_dir = state_tmp
+            .as_ref()
+            .map(|d| d.path().to_string_lossy().into_owned());
+        if let Some(dir) = &state_dir {
+            argv.extend(["--state-dir", dir]);
+        }
         let args = Cli::try_parse_from(argv).expect("valid flags").serve;
         let clock: Arc<dyn gateway_ports::Clock> = Arc::new(SystemClock);
         let setup = gateway::config_source::config_source(&args, clock.clone()).await?;
@@ -70,6 +83,7 @@ impl ServedGateway {
             stop,
             server,
             _watching: watching,
+            _state: state_tmp,
         };
         served.wait_ready(Duration::from_secs(10)).await;
         Ok(served)
