@@ -22,10 +22,27 @@ fi
 
 # The whole workspace, unless the arguments choose packages (`-p gateway-tests`).
 scope=(--workspace)
+# The chaos suite runs the gateway binary as a child process: built first, with the tests'
+# profile (`--release` / `--profile NAME` among the arguments), its path exported.
+profile=debug
+build_args=()
+expect_profile=false
 for arg in "$@"; do
+  if $expect_profile; then
+    profile=$arg; build_args+=(--profile "$arg"); expect_profile=false; continue
+  fi
   case "$arg" in
     -p | -p* | --package | --package=*) scope=() ;;
+    -r | --release) profile=release; build_args+=(--release) ;;
+    --profile) expect_profile=true ;;
+    --profile=*) profile=${arg#--profile=}; build_args+=(--profile "$profile") ;;
+    --locked | --frozen | --offline) build_args+=("$arg") ;;
+    --) break ;;
   esac
 done
+case "$profile" in dev | test) profile=debug ;; bench) profile=release ;; esac
+cargo build -p gateway --bin gateway "${build_args[@]}"
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+export GATEWAY_BIN="$target_dir/$profile/gateway"
 
 exec cargo test "${scope[@]}" "$@"

@@ -42,7 +42,7 @@
 //! (`application/apply-patch+yaml` is a 415), no `managedFields`, no pagination (`limit` and
 //! `continue` are accepted and ignored: every list is complete), no `resourceVersionMatch=Exact`
 //! reads of the past (lists are always current), no namespaces as objects (any namespace
-//! exists), no finalizers or graceful deletion (a delete removes at once), no owner references
+//! exists, unless [`ApiServer::remove_namespace`] removed it), no finalizers or graceful deletion (a delete removes at once), no owner references
 //! or garbage collection, no protobuf, no compression, no HTTP/2, no table output, no
 //! periodic bookmarks (only the one before a timed-out watch ends), no other resources.
 
@@ -53,8 +53,10 @@ mod selector;
 mod store;
 mod validation;
 
+pub(crate) use faults::SplitMix64;
 pub use faults::{Fault, Faults, Filter};
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -248,6 +250,8 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<(u64, Recorded)>>,
     next_request: AtomicU64,
     pub(crate) open_watches: AtomicUsize,
+    /// Namespaces that do not exist: a create in one is a 404 (see [`ApiServer::remove_namespace`]).
+    pub(crate) missing_namespaces: Mutex<BTreeSet<String>>,
 }
 
 /// Names the CRD declares (for discovery).
@@ -344,6 +348,7 @@ impl ApiServer {
             requests: Mutex::new(Vec::new()),
             next_request: AtomicU64::new(0),
             open_watches: AtomicUsize::new(0),
+            missing_namespaces: Mutex::new(BTreeSet::new()),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         ApiServer {
@@ -384,6 +389,13 @@ impl ApiServer {
         let yaml = serde_norway::to_string(&config).expect("YAML");
         std::fs::write(&path, yaml).expect("kubeconfig written");
         path
+    }
+
+    /// From now on `namespace` does not exist: a create in it is answered as the real API
+    /// answers one in a missing namespace (404 `NotFound`, `namespaces "NAME" not found`, details
+    /// kind `namespaces`) unless a fault comes first. Reads and lists are unaffected.
+    pub fn remove_namespace(&self, namespace: &str) {
+        lock(&self.shared.missing_namespaces).insert(namespace.to_owned());
     }
 
     /// The fault switchboard.

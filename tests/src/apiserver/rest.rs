@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use super::schema::Cause;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Change, ChangeKind, Notice, Store};
-use super::{Resource, Shared, now_rfc3339, url_params, validation};
+use super::{Resource, Shared, lock, now_rfc3339, url_params, validation};
 
 /// Response bodies: whole JSON documents, or a watch stream.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -981,6 +981,12 @@ const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 fn create(shared: &Shared, target: &Target, call: &Call, body: &[u8]) -> Outcome {
     let resource = target.resource;
     let namespace = namespace_of(target);
+    if lock(&shared.missing_namespaces).contains(namespace) {
+        return Err(
+            ApiError::new(404, format!("namespaces \"{namespace}\" not found"))
+                .with_details(json!({"name": namespace, "kind": "namespaces"})),
+        );
+    }
     let mut object = parse_object(call, body)?;
     check_type(resource, &object)?;
     if object["metadata"].is_null() {
