@@ -238,7 +238,7 @@ async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
         .unwrap();
     let ttl_of = |name: &str| {
         let fp = gateway_signal::fingerprint(name, "prod", "Pod", "p");
-        format!("kubernaut:gateway:dedup:{{{}}}", fp.as_str())
+        format!("kubernaut:gateway:dedup:{{64:{}}}", fp.as_str())
     };
     let before: i64 = redis::cmd("PTTL")
         .arg(ttl_of("Before"))
