@@ -437,26 +437,32 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
     assert_eq!(count, 3);
 }
 
+/// Storm counting with windows short enough to read TTLs against: 10 s and 20 s.
+const SHORT_COUNTING: gateway_ports::Counting = gateway_ports::Counting {
+    rate_window: Duration::from_secs(10),
+    pattern_window: Duration::from_secs(20),
+    max_tracked: 100,
+};
+
+fn a_pod() -> gateway_ports::ResourceRef {
+    gateway_ports::ResourceRef {
+        kind: "Pod".into(),
+        name: "p".into(),
+        namespace: "prod".into(),
+    }
+}
+
 /// What the storm ports leave in Redis: the keys the crate docs name, every one with a TTL no
 /// longer than the window it serves (so an alert name gone quiet, and a closed window, leave
 /// nothing behind for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window() {
-    use gateway_ports::{Counting, ResourceRef, StormCounter, WindowStore};
+    use gateway_ports::{StormCounter, WindowStore};
 
     let redis = TestRedis::start().await;
     let prefix = fresh_prefix();
     let store = connected_as(&redis.url, &prefix).await;
-    let counting = Counting {
-        rate_window: Duration::from_secs(10),
-        pattern_window: Duration::from_secs(20),
-        max_tracked: 100,
-    };
-    let pod = ResourceRef {
-        kind: "Pod".into(),
-        name: "p".into(),
-        namespace: "prod".into(),
-    };
+    let (counting, pod) = (SHORT_COUNTING, a_pod());
     store
         .count("Disk", &pod, Timestamp::from_secs(1_764_090_000), counting)
         .await
@@ -542,16 +548,12 @@ fn hash_tag(key: &[u8]) -> &[u8] {
 /// adapter.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_of_adversarial_names_are_distinct_and_each_scripts_keys_share_a_slot() {
-    use gateway_ports::{Counting, Outbox, ResourceRef, StormCounter, WindowStore};
+    use gateway_ports::{Outbox, StormCounter, WindowStore};
 
     let redis = TestRedis::start().await;
     let prefix = fresh_prefix();
     let store = connected_as(&redis.url, &prefix).await;
-    let counting = Counting {
-        rate_window: Duration::from_secs(10),
-        pattern_window: Duration::from_secs(20),
-        max_tracked: 100,
-    };
+    let (counting, pod) = (SHORT_COUNTING, a_pod());
     let long = "N".repeat(10 * 1024);
     let names = [
         "a/b/c".to_owned(),
@@ -565,11 +567,6 @@ async fn keys_of_adversarial_names_are_distinct_and_each_scripts_keys_share_a_sl
         long.clone(),
         format!("{long}}}"),
     ];
-    let pod = ResourceRef {
-        kind: "Pod".into(),
-        name: "p".into(),
-        namespace: "prod".into(),
-    };
     for name in &names {
         let counts = store
             .count(name, &pod, Timestamp::from_secs(1_764_090_000), counting)
