@@ -1,9 +1,14 @@
-//! The `DedupStore` contract, as one suite every adapter runs (in-memory here; Redis joins it).
+//! The `DedupStore` contract, as one suite every adapter runs (in-memory and embedded here; Redis
+//! joins it in `redis_store`).
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gateway_adapter_memory::MemoryDedupStore;
+use gateway_adapter_embedded::{EmbeddedOptions, EmbeddedStore};
+use gateway_adapter_memory::{MemoryDedupStore, SystemClock};
+use gateway_ports::Clock;
 use gateway_ports::{DedupStore, Fingerprint, Seen, Timestamp};
 
 fn fp(n: u64) -> Fingerprint {
@@ -122,4 +127,23 @@ async fn fingerprints_are_independent(store: &dyn DedupStore) {
 #[tokio::test]
 async fn the_memory_store_honours_the_dedup_store_contract() {
     conformance(|| async { MemoryDedupStore::new(10_000.try_into().unwrap()) }).await;
+}
+
+/// Fresh embedded stores, each in its own directory under `root` (removed with it).
+pub(crate) fn embedded_stores(
+    root: &Path,
+    clock: Arc<dyn Clock>,
+) -> impl Fn() -> EmbeddedStore + use<'_> {
+    let next = AtomicU64::new(0);
+    move || {
+        let dir = root.join(next.fetch_add(1, Ordering::SeqCst).to_string());
+        EmbeddedStore::open(&dir, clock.clone(), EmbeddedOptions::default()).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_honours_the_dedup_store_contract() {
+    let root = tempfile::tempdir().unwrap();
+    let fresh = embedded_stores(root.path(), Arc::new(SystemClock));
+    conformance(|| std::future::ready(fresh())).await;
 }

@@ -16,6 +16,7 @@ mod e2e;
 mod hot_reload;
 mod http_api;
 mod kube_sink;
+mod outbox_conformance;
 mod pipeline;
 mod purity;
 mod redis_container;

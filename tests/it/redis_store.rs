@@ -238,7 +238,7 @@ async fn a_dedup_ttl_changed_by_hot_reload_applies_to_keys_written_after_it() {
         .unwrap();
     let ttl_of = |name: &str| {
         let fp = gateway_signal::fingerprint(name, "prod", "Pod", "p");
-        format!("kubernaut:gateway:dedup:{{{}}}", fp.as_str())
+        format!("kubernaut:gateway:dedup:{{64:{}}}", fp.as_str())
     };
     let before: i64 = redis::cmd("PTTL")
         .arg(ttl_of("Before"))
@@ -419,7 +419,7 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(
-        keys[0].ends_with(&format!(":dedup:{{{}}}", "b".repeat(64))),
+        keys[0].ends_with(&format!(":dedup:{{64:{}}}", "b".repeat(64))),
         "{keys:?}"
     );
     let ttl: i64 = redis::cmd("PTTL")
@@ -437,26 +437,32 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
     assert_eq!(count, 3);
 }
 
+/// Storm counting with windows short enough to read TTLs against: 10 s and 20 s.
+const SHORT_COUNTING: gateway_ports::Counting = gateway_ports::Counting {
+    rate_window: Duration::from_secs(10),
+    pattern_window: Duration::from_secs(20),
+    max_tracked: 100,
+};
+
+fn a_pod() -> gateway_ports::ResourceRef {
+    gateway_ports::ResourceRef {
+        kind: "Pod".into(),
+        name: "p".into(),
+        namespace: "prod".into(),
+    }
+}
+
 /// What the storm ports leave in Redis: the keys the crate docs name, every one with a TTL no
 /// longer than the window it serves (so an alert name gone quiet, and a closed window, leave
 /// nothing behind for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window() {
-    use gateway_ports::{Counting, ResourceRef, StormCounter, WindowStore};
+    use gateway_ports::{StormCounter, WindowStore};
 
     let redis = TestRedis::start().await;
     let prefix = fresh_prefix();
     let store = connected_as(&redis.url, &prefix).await;
-    let counting = Counting {
-        rate_window: Duration::from_secs(10),
-        pattern_window: Duration::from_secs(20),
-        max_tracked: 100,
-    };
-    let pod = ResourceRef {
-        kind: "Pod".into(),
-        name: "p".into(),
-        namespace: "prod".into(),
-    };
+    let (counting, pod) = (SHORT_COUNTING, a_pod());
     store
         .count("Disk", &pod, Timestamp::from_secs(1_764_090_000), counting)
         .await
@@ -493,11 +499,11 @@ async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window
         .unwrap();
     keys.sort();
     let expected = [
-        ("storm:window:{prod/Closed}", 30_000),
-        ("storm:window:{prod/Open}", 30_000),
+        ("storm:window:{11:prod/Closed}", 30_000),
+        ("storm:window:{9:prod/Open}", 30_000),
         ("storm:windows", 30_000),
-        ("storm:{Disk}:resources", 20_000),
-        ("storm:{Disk}:signals", 10_000),
+        ("storm:{4:Disk}:resources", 20_000),
+        ("storm:{4:Disk}:signals", 10_000),
     ];
     let names: Vec<String> = expected
         .iter()
@@ -521,6 +527,109 @@ async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window
         .await
         .unwrap();
     assert_eq!(index, ["prod/Open"]);
+}
+
+/// The hash tag Redis Cluster hashes a key by: the text between the first `{` and the first `}`
+/// after it, if not empty; else the whole key.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    let open = key.iter().position(|&b| b == b'{');
+    let tag = open.and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter()
+            .position(|&b| b == b'}')
+            .map(|close| &rest[..close])
+    });
+    tag.filter(|tag| !tag.is_empty()).unwrap_or(key)
+}
+
+/// Names that hold `{`, `}`, `:`, `/` or newlines, and 10 KB names, give keys that are distinct
+/// for distinct names, with the keys of each script in one hash slot; the outbox's keys share one
+/// too. (Whether the storm ports keep such names apart is in `storm_conformance`, for every
+/// adapter.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_adversarial_names_are_distinct_and_each_scripts_keys_share_a_slot() {
+    use gateway_ports::{Outbox, StormCounter, WindowStore};
+
+    let redis = TestRedis::start().await;
+    let prefix = fresh_prefix();
+    let store = connected_as(&redis.url, &prefix).await;
+    let (counting, pod) = (SHORT_COUNTING, a_pod());
+    let long = "N".repeat(10 * 1024);
+    let names = [
+        "a/b/c".to_owned(),
+        "a/b}".to_owned(),
+        "{a/b".to_owned(),
+        "}:signals".to_owned(),
+        "1:a}".to_owned(),
+        "a\nb".to_owned(),
+        "}".to_owned(),
+        String::new(),
+        long.clone(),
+        format!("{long}}}"),
+    ];
+    for name in &names {
+        let counts = store
+            .count(name, &pod, Timestamp::from_secs(1_764_090_000), counting)
+            .await
+            .unwrap();
+        assert_eq!(counts.rate, 1, "{name:.40?}");
+        assert!(
+            store
+                .replace(
+                    name,
+                    None,
+                    Some(name.as_bytes().to_vec()),
+                    Duration::from_secs(30)
+                )
+                .await
+                .unwrap(),
+            "{name:.40?}"
+        );
+    }
+    store.put("rr", b"entry".to_vec()).await.unwrap();
+
+    let mut connection = store
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // Two sets and a window per name, the index of windows, the outbox's hash and counter.
+    assert_eq!(
+        keys.len(),
+        3 * names.len() + 3,
+        "one key per thing, none shared"
+    );
+    for name in &names {
+        let base = format!("{prefix}:storm:{{{}:{name}}}", name.len()).into_bytes();
+        let signals = [base.as_slice(), b":signals"].concat();
+        let resources = [base.as_slice(), b":resources"].concat();
+        assert!(
+            keys.contains(&signals) && keys.contains(&resources),
+            "{name:.40?}"
+        );
+        assert_eq!(hash_tag(&signals), hash_tag(&resources), "{name:.40?}");
+        assert_ne!(hash_tag(&signals), signals.as_slice(), "{name:.40?}: a tag");
+    }
+    let outbox: Vec<&Vec<u8>> = keys
+        .iter()
+        .filter(|key| key.starts_with(format!("{prefix}:{{outbox}}").as_bytes()))
+        .collect();
+    assert_eq!(outbox.len(), 2);
+    assert_eq!(hash_tag(outbox[0]), hash_tag(outbox[1]));
+}
+
+#[tokio::test]
+async fn a_key_prefix_holding_a_brace_is_refused() {
+    let refused = RedisStore::new(RedisOptions {
+        key_prefix: "gateway{a}".to_owned(),
+        ..RedisOptions::new("redis://127.0.0.1:1")
+    });
+    assert!(refused.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,8 @@
 //! a container from the locally built image).
 //!
 //! Each suite gets *replicas*: handles on one shared state, as gateway replicas have. For the
-//! in-memory adapters that is one store shared; for Redis, separate stores (separate connections)
-//! under one key prefix.
+//! in-memory and embedded adapters that is one store shared (two embedded stores cannot open one
+//! file); for Redis, separate stores (separate connections) under one key prefix.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gateway_adapter_memory::{MemoryStormCounter, MemoryWindowStore};
+use gateway_adapter_memory::{MemoryStormCounter, MemoryWindowStore, SystemClock};
 use gateway_adapter_redis::RedisStore;
 use gateway_ports::{
     Clock, Counting, ResourceRef, StoredWindow, StormCounter, StormCounts, Timestamp, WindowStore,
 };
 use gateway_tests::redis::TestRedis;
 
+use crate::dedup_conformance::embedded_stores;
 use crate::redis_store::{connected_as, fresh_prefix};
 
 const T0: Timestamp = Timestamp::from_secs(1_764_090_000);
@@ -71,6 +72,7 @@ where
     a_resource_hit_exactly_pattern_window_ago_no_longer_counts(&*one().await).await;
     distinct_resources_are_counted_once_each(&*one().await).await;
     alert_names_are_counted_apart(&*one().await).await;
+    names_holding_separators_are_counted_apart(&*one().await).await;
     at_most_max_tracked_signals_are_kept(&*one().await).await;
     at_most_max_tracked_resources_are_kept_the_most_recent(&*one().await).await;
     a_name_gone_quiet_starts_again_from_nothing(&*one().await).await;
@@ -194,6 +196,53 @@ async fn alert_names_are_counted_apart(counter: &dyn StormCounter) {
             .unwrap(),
         counts(4, 3)
     );
+}
+
+/// Names that hold what a key's separators might (`{`, `}`, `:`, `/`, a newline), and a 10 KB
+/// name: each is counted apart from every other; so are resources whose parts differ only in
+/// where a `/` falls.
+async fn names_holding_separators_are_counted_apart(counter: &dyn StormCounter) {
+    let long = "L".repeat(10 * 1024);
+    let names = [
+        "x",
+        "x}",
+        "{x",
+        "{x}",
+        "x}:signals",
+        "1:x",
+        "x:",
+        "x\ny",
+        "a/b",
+        "}",
+        "",
+        &long,
+    ];
+    for name in names {
+        assert_eq!(
+            counter.count(name, &pod("a"), T0, COUNTING).await.unwrap(),
+            counts(1, 1),
+            "{name:.40?} shares no state with the names before it"
+        );
+    }
+    let resource = |namespace: &str, name: &str| ResourceRef {
+        kind: "Pod".into(),
+        name: name.into(),
+        namespace: namespace.into(),
+    };
+    let count = |r: ResourceRef| async move {
+        counter
+            .count("Paths", &r, T0, COUNTING)
+            .await
+            .unwrap()
+            .distinct_resources
+    };
+    assert_eq!(count(resource("a", "b/c")).await, 1);
+    assert_eq!(
+        count(resource("a/b", "c")).await,
+        2,
+        "namespace a + b/c and namespace a/b + c are two resources"
+    );
+    assert_eq!(count(resource("a/Pod/b", "c")).await, 3);
 }
 
 async fn at_most_max_tracked_signals_are_kept(counter: &dyn StormCounter) {
@@ -332,6 +381,7 @@ where
     a_deletion_is_a_compare_and_set_too(&*one().await).await;
     a_writer_holding_a_deleted_windows_version_cannot_overwrite_a_new_one(&*one().await).await;
     keys_lists_every_stored_window(&*one().await).await;
+    keys_holding_separators_are_kept_apart(&*one().await).await;
     exactly_one_concurrent_writer_wins_each_version(rig(4).await.stores).await;
     writers_that_retry_lose_no_update(rig(4).await.stores).await;
     a_window_expires_ttl_after_its_last_replacement(rig(1).await).await;
@@ -508,6 +558,29 @@ async fn keys_lists_every_stored_window(store: &dyn WindowStore) {
     assert_eq!(listed().await, names[1..], "a deleted window is not listed");
 }
 
+/// Window names that hold what a key's separators might, and a 10 KB name: each is its own
+/// window.
+async fn keys_holding_separators_are_kept_apart(store: &dyn WindowStore) {
+    let long = format!("prod/{}", "W".repeat(10 * 1024));
+    let names = [
+        "a/b/c", "a/b}", "{a/b", "a}:x", "3:a/b", "a\nb", "a:b", "}", "", &long,
+    ];
+    for name in names {
+        assert!(
+            store.replace(name, None, bytes(name), TTL).await.unwrap(),
+            "{name:.40?}: no window was stored under it"
+        );
+    }
+    for name in names {
+        assert_eq!(store.load(name).await.unwrap(), stored(1, name.as_bytes()));
+    }
+    let mut listed = store.keys().await.unwrap();
+    listed.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
 async fn exactly_one_concurrent_writer_wins_each_version(stores: Vec<Arc<dyn WindowStore>>) {
     const WRITERS: usize = 40;
     let key = "prod/Race";
@@ -659,6 +732,40 @@ async fn the_memory_window_store_honours_the_window_store_contract() {
             pass,
             short_ttl: Duration::from_secs(60),
         }
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_honours_the_storm_counter_contract() {
+    let root = tempfile::tempdir().unwrap();
+    let fresh = embedded_stores(root.path(), Arc::new(SystemClock));
+    bounded(storm_counter_conformance(|n| {
+        let counter: Arc<dyn StormCounter> = Arc::new(fresh());
+        std::future::ready(vec![counter; n])
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_honours_the_window_store_contract() {
+    let root = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU64::new(T0.as_millis())));
+    let fresh = embedded_stores(root.path(), clock.clone());
+    bounded(window_store_conformance(|n| {
+        let store: Arc<dyn WindowStore> = Arc::new(fresh());
+        let clock = clock.clone();
+        let pass: Pass = Arc::new(move |d: Duration| {
+            clock
+                .0
+                .fetch_add(u64::try_from(d.as_millis()).unwrap(), Ordering::SeqCst);
+            Box::pin(async {})
+        });
+        std::future::ready(WindowRig {
+            stores: vec![store; n],
+            pass,
+            short_ttl: Duration::from_secs(60),
+        })
     }))
     .await;
 }

@@ -77,19 +77,26 @@ impl<'t> Bounded<'t> {
         Ok(self.rows.len()?)
     }
 
-    /// Removes the oldest rows until fewer than `capacity` are held; returns their payloads.
-    pub(crate) fn make_room(&mut self, capacity: usize) -> Result<Vec<Vec<u8>>, Failure> {
-        let mut evicted = Vec::new();
+    /// Removes the oldest rows until fewer than `capacity` are held; returns how many of them
+    /// `is_live` says still held something (a row that does not decode counts as not live).
+    pub(crate) fn make_room(
+        &mut self,
+        capacity: usize,
+        is_live: impl Fn(&[u8]) -> Result<bool, Failure>,
+    ) -> Result<u64, Failure> {
+        let mut live = 0;
         while self.len()? >= capacity as u64 {
             let Some((_, key)) = self.order.pop_first()? else {
                 break;
             };
             let key = key.value().to_owned();
-            if let Some(row) = self.rows.remove(key.as_str())? {
-                evicted.push(split(row.value())?.payload);
+            if let Some(row) = self.rows.remove(key.as_str())?
+                && is_live(&split(row.value())?.payload).unwrap_or(false)
+            {
+                live += 1;
             }
         }
-        Ok(evicted)
+        Ok(live)
     }
 
     /// Removes every row whose payload `keep` refuses; returns how many rows are left.

@@ -39,16 +39,10 @@ fn record(
         // A window opened again takes a new place in the order; a new fingerprint needs room.
         (_, previous) => {
             if previous.is_none() {
-                let evicted = table.make_room(batch.options.dedup_capacity.get())?;
-                let live = evicted
-                    .iter()
-                    .filter_map(|row| codec::decode_dedup(row).ok())
-                    .filter(|window| window.is_live(now))
-                    .count();
-                batch
-                    .stats
-                    .dedup_evicted
-                    .fetch_add(live as u64, Ordering::Relaxed);
+                let capacity = batch.options.dedup_capacity.get();
+                let live =
+                    table.make_room(capacity, |row| Ok(codec::decode_dedup(row)?.is_live(now)))?;
+                batch.stats.dedup_evicted.fetch_add(live, Ordering::Relaxed);
             }
             batch.state.sequence()
         }

@@ -29,16 +29,11 @@ fn count(
     let mut history = match table.get(alert_name)? {
         Some(row) => codec::decode_history(&row.payload)?,
         None => {
-            let evicted = table.make_room(batch.options.max_alert_names.get())?;
-            let live = evicted
-                .iter()
-                .filter_map(|row| codec::decode_history(row).ok())
-                .filter(|history| !history.is_quiet(now, counting))
-                .count();
-            batch
-                .stats
-                .names_evicted
-                .fetch_add(live as u64, Ordering::Relaxed);
+            let capacity = batch.options.max_alert_names.get();
+            let live = table.make_room(capacity, |row| {
+                Ok(!codec::decode_history(row)?.is_quiet(now, counting))
+            })?;
+            batch.stats.names_evicted.fetch_add(live, Ordering::Relaxed);
             StormHistory::default()
         }
     };

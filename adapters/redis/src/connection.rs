@@ -27,7 +27,7 @@ pub struct RedisOptions {
     pub command_timeout: Duration,
     /// Longest wait for one connection attempt.
     pub connect_timeout: Duration,
-    /// The start of every key (`kubernaut:gateway`).
+    /// The start of every key (`kubernaut:gateway`); it may hold no brace (`{`, `}`).
     pub key_prefix: String,
 }
 
@@ -129,9 +129,11 @@ impl Drop for RedisStore {
 }
 
 impl RedisStore {
-    /// Validates the URL and starts connecting in the background (on the current tokio runtime).
-    /// The store answers `Unavailable` until the first connection succeeds.
+    /// Validates the URL and the key prefix and starts connecting in the background (on the
+    /// current tokio runtime). The store answers `Unavailable` until the first connection
+    /// succeeds.
     pub fn new(options: RedisOptions) -> Result<Self, StoreError> {
+        crate::keys::check_prefix(&options.key_prefix)?;
         // `rediss://` speaks TLS through rustls, whose crypto comes from the process-wide provider;
         // installing it twice is harmless (the second attempt is refused and ignored).
         let _ = rustls::crypto::ring::default_provider().install_default();

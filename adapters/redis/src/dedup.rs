@@ -1,4 +1,4 @@
-//! The [`DedupStore`] port: one hash per fingerprint's window, `…:dedup:{<fingerprint>}`
+//! The [`DedupStore`] port: one hash per fingerprint's window, `…:dedup:{64:<fingerprint>}`
 //! (`s` window start, `c` occurrence count), created with its TTL by the same script that
 //! decides the first occurrence.
 
@@ -13,12 +13,6 @@ use crate::RedisStore;
 
 /// Records one occurrence: `{is_first, window_start_ms, count}`.
 static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record.lua")));
-
-impl RedisStore {
-    fn dedup_key(&self, fingerprint: &Fingerprint) -> String {
-        format!("{}:dedup:{{{}}}", self.key_prefix(), fingerprint.as_str())
-    }
-}
 
 #[async_trait]
 impl DedupStore for RedisStore {

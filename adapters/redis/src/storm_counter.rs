@@ -1,6 +1,7 @@
 //! The [`StormCounter`] port: per alert name two sorted sets under one hash tag,
-//! `…:storm:{<alert>}:signals` (one member per signal, scored by its time) and
-//! `…:storm:{<alert>}:resources` (`namespace/kind/name`, scored by its last hit), trimmed and
+//! `…:storm:{<len>:<alert>}:signals` (one member per signal, scored by its time) and
+//! `…:storm:{<len>:<alert>}:resources` (each resource's [`resource_member`], scored by its last
+//! hit), trimmed and
 //! counted by one script per signal. Each set's TTL is its window, renewed by every signal, so an
 //! alert name gone quiet leaves nothing behind.
 
@@ -10,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_ports::{Counting, ResourceRef, StoreError, StormCounter, StormCounts, Timestamp};
+use gateway_ports::{
+    Counting, ResourceRef, StoreError, StormCounter, StormCounts, Timestamp, resource_member,
+};
 use redis::Script;
 
 use crate::RedisStore;
@@ -40,7 +43,7 @@ impl StormCounter for RedisStore {
         counting: Counting,
     ) -> Result<StormCounts, StoreError> {
         let mut manager = self.manager()?;
-        let tag = format!("{}:storm:{{{alert_name}}}", self.key_prefix());
+        let [signals, resources] = self.storm_keys(alert_name);
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
         let member = format!(
             "{}:{:016x}:{}",
@@ -48,16 +51,13 @@ impl StormCounter for RedisStore {
             *PROCESS,
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        let mut invocation = STORM.key(format!("{tag}:signals"));
+        let mut invocation = STORM.key(signals);
         invocation
-            .key(format!("{tag}:resources"))
+            .key(resources)
             .arg(now.as_millis())
             .arg(millis(counting.rate_window))
             .arg(millis(counting.pattern_window))
-            .arg(format!(
-                "{}/{}/{}",
-                resource.namespace, resource.kind, resource.name
-            ))
+            .arg(resource_member(resource))
             .arg(member)
             .arg(counting.max_tracked.max(1));
         let (rate, distinct_resources): (u64, u64) = self

@@ -1,4 +1,4 @@
-//! The [`WindowStore`] port: one hash per window, `…:storm:window:{<name>}` (`v` version, `s`
+//! The [`WindowStore`] port: one hash per window, `…:storm:window:{<len>:<name>}` (`v` version, `s`
 //! state), replaced by a compare-and-set script and listed in the set `…:storm:windows`.
 //!
 //! The index lives in another slot than the windows it lists, so windows need a single Redis (or
@@ -22,16 +22,6 @@ static REPLACE: LazyLock<Script> =
 /// One window, `{version, state}` or nil; an entry for a window no longer stored leaves the
 /// index.
 static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load_window.lua")));
-
-impl RedisStore {
-    fn window_key(&self, name: &str) -> String {
-        format!("{}:storm:window:{{{name}}}", self.key_prefix())
-    }
-
-    fn window_index(&self) -> String {
-        format!("{}:storm:windows", self.key_prefix())
-    }
-}
 
 #[async_trait]
 impl WindowStore for RedisStore {
