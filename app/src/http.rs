@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::gateway::{Gateway, Payload, Refused};
-use crate::limits::OverLimit;
+use crate::input_limits::OverLimit;
 use crate::metrics::HttpMethod;
 use crate::outcome::{AlertOutcome, Outcome, Unrecorded};
 

@@ -172,8 +172,23 @@ impl SignalIntake {
                 let outcome = self
                     .new_signal(signal, window_start, settings, deadline)
                     .await;
+                if outcome.is_ok()
+                    && let Err(e) = self.dedup.settle(&signal.fingerprint).await
+                {
+                    // Its repeats read as claimed (answered 503) until the claim is taken over.
+                    tracing::warn!(error = %e, fingerprint = %signal.fingerprint, "could not settle a recorded signal's dedup claim");
+                }
                 recording.settle();
                 outcome
+            }
+            DedupOutcome::Claimed { .. } => {
+                // Not ours to release: another request holds it, or a crashed one left it.
+                self.metrics.unrecorded(NotRecorded::Claimed);
+                Err(Unrecorded::new(
+                    signal,
+                    NotRecorded::Claimed,
+                    &settings.retry,
+                ))
             }
         }
     }

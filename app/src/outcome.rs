@@ -178,16 +178,20 @@ pub enum NotRecorded {
     Write,
     /// The request's write deadline passed before this signal's turn.
     Deadline,
+    /// An earlier occurrence is still being recorded (or was abandoned by a crash: its claim
+    /// is taken over after a while).
+    Claimed,
 }
 
 impl NotRecorded {
     /// Every reason, for metric series that exist from the start.
-    pub const ALL: [NotRecorded; 5] = [
+    pub const ALL: [NotRecorded; 6] = [
         NotRecorded::DedupStore,
         NotRecorded::StormCounter,
         NotRecorded::StormWindows,
         NotRecorded::Write,
         NotRecorded::Deadline,
+        NotRecorded::Claimed,
     ];
 
     /// The metric label.
@@ -198,6 +202,7 @@ impl NotRecorded {
             NotRecorded::StormWindows => "storm_windows",
             NotRecorded::Write => "write",
             NotRecorded::Deadline => "deadline",
+            NotRecorded::Claimed => "claimed",
         }
     }
 
@@ -209,6 +214,7 @@ impl NotRecorded {
             NotRecorded::StormWindows => "storm windows unavailable",
             NotRecorded::Write => "RemediationRequest could not be written",
             NotRecorded::Deadline => "no time left within the request's deadline",
+            NotRecorded::Claimed => "an earlier occurrence is still being recorded",
         }
     }
 }

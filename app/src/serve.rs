@@ -22,7 +22,7 @@ use crate::cli::{ServeArgs, Sink, StateBackend};
 use crate::config_source::SettingsSource;
 use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
-use crate::limits::InputLimits;
+use crate::input_limits::InputLimits;
 use crate::metrics::Metrics;
 
 /// How often storm windows are checked for inactivity and queued writes retried.
@@ -218,8 +218,7 @@ fn stores(
             capacity: window_capacity,
             shared: true,
         },
-        // Until the Redis adapter serves the outbox port: in memory.
-        outbox: Arc::new(MemoryOutbox::default()),
+        outbox: store,
         name: "redis",
     })
 }

@@ -15,8 +15,17 @@ pub enum Seen {
         /// Start of the window (the `now` passed in).
         window_start: Timestamp,
     },
-    /// A later occurrence within the window.
+    /// A later occurrence within the window, whose first occurrence was settled (recorded).
     Duplicate {
+        /// Start of the window (the first occurrence).
+        window_start: Timestamp,
+        /// Occurrences in this window, this one included (≥ 2).
+        count: u64,
+    },
+    /// A later occurrence within the window while its first occurrence is still claimed: being
+    /// recorded by another caller, or abandoned by one that crashed (then, once the claim is
+    /// [`DedupWindow::CLAIM`] old, the next occurrence takes it over as [`Seen::First`]).
+    Claimed {
         /// Start of the window (the first occurrence).
         window_start: Timestamp,
         /// Occurrences in this window, this one included (≥ 2).
@@ -56,6 +65,10 @@ pub enum StoreError {
 ///   [`Seen::Duplicate`] with a count that rises by one per call;
 /// - a window lasts `ttl` from its first occurrence (duplicates do not extend it); the TTL given
 ///   with the first occurrence is the one that applies to that window;
+/// - a `First` window is **claimed** until [`DedupStore::settle`]: occurrences meanwhile are
+///   [`Seen::Claimed`]; an occurrence when the claim is [`DedupWindow::CLAIM`] old takes it over
+///   (`First` again, same window start, the claim renewed), so a caller that crashed between
+///   `record` and `settle` cannot leave a fingerprint marked as seen with nothing behind it;
 /// - [`DedupStore::forget`] ends the fingerprint's window at once: the next `record` is `First`;
 /// - memory is bounded: an adapter may evict, and an evicted fingerprint reads as `First`
 ///   (a second RemediationRequest is the safe failure; a lost alert is not).
@@ -73,6 +86,10 @@ pub trait DedupStore: Send + Sync + std::fmt::Debug {
     /// Ends the fingerprint's window (its alert resolved, or creating its remediation failed).
     async fn forget(&self, fingerprint: &Fingerprint) -> Result<(), StoreError>;
 
+    /// Ends the claim of the fingerprint's window: its first occurrence is recorded, later ones
+    /// are [`Seen::Duplicate`]. A missing window is `Ok`.
+    async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError>;
+
     /// Succeeds when the store can serve requests now (readiness).
     async fn check(&self) -> Result<(), StoreError>;
 }
@@ -87,15 +104,30 @@ pub struct DedupWindow {
     pub ttl: Duration,
     /// Occurrences so far, the first included.
     pub count: u64,
+    /// When the first occurrence was claimed (or the claim taken over); `None` once settled.
+    pub claimed: Option<Timestamp>,
 }
 
 impl DedupWindow {
-    /// A window opened by a first occurrence at `now`.
+    /// How long a claim holds before the next occurrence may take it over: longer than any
+    /// request's processing (the gateway bounds `--write-deadline` well below it).
+    pub const CLAIM: Duration = Duration::from_secs(30);
+
+    /// A window opened, and claimed, by a first occurrence at `now`.
     pub fn open(now: Timestamp, ttl: Duration) -> Self {
         DedupWindow {
             start: now,
             ttl,
             count: 1,
+            claimed: Some(now),
+        }
+    }
+
+    /// The window with its claim ended.
+    pub fn settled(self) -> Self {
+        DedupWindow {
+            claimed: None,
+            ..self
         }
     }
 
@@ -118,17 +150,27 @@ impl DedupWindow {
     ) -> (DedupWindow, Seen) {
         match previous {
             Some(w) if w.is_live(now) => {
-                let w = DedupWindow {
+                let mut w = DedupWindow {
                     count: w.count.saturating_add(1),
                     ..w
                 };
-                (
-                    w,
-                    Seen::Duplicate {
+                let seen = match w.claimed {
+                    None => Seen::Duplicate {
                         window_start: w.start,
                         count: w.count,
                     },
-                )
+                    Some(at) if now.saturating_since(at) >= Self::CLAIM => {
+                        w.claimed = Some(now);
+                        Seen::First {
+                            window_start: w.start,
+                        }
+                    }
+                    Some(_) => Seen::Claimed {
+                        window_start: w.start,
+                        count: w.count,
+                    },
+                };
+                (w, seen)
             }
             _ => (
                 DedupWindow::open(now, ttl),
@@ -145,6 +187,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_claim_holds_until_settled_or_taken_over_when_old() {
+        let t0 = Timestamp::from_secs(100);
+        let ttl = Duration::from_secs(600);
+        let (w, _) = DedupWindow::record(None, t0, ttl);
+        let (w, seen) = DedupWindow::record(Some(w), t0 + Duration::from_secs(1), ttl);
+        assert_eq!(
+            seen,
+            Seen::Claimed {
+                window_start: t0,
+                count: 2
+            }
+        );
+        let late = t0 + DedupWindow::CLAIM;
+        let (w, seen) = DedupWindow::record(Some(w), late, ttl);
+        assert_eq!(seen, Seen::First { window_start: t0 }, "taken over");
+        assert_eq!(w.claimed, Some(late), "the claim renewed");
+        let (_, seen) = DedupWindow::record(Some(w.settled()), late, ttl);
+        assert_eq!(
+            seen,
+            Seen::Duplicate {
+                window_start: t0,
+                count: 4
+            }
+        );
+    }
+
+    #[test]
     fn a_window_holds_for_exactly_its_ttl() {
         let w = DedupWindow::open(Timestamp::from_secs(100), Duration::from_secs(10));
         assert!(w.is_live(Timestamp::from_millis(109_999)));
@@ -159,8 +228,9 @@ mod tests {
         ) {
             let ttl = Duration::from_millis(ttl_ms);
             let mut now = Timestamp::from_secs(1_700_000_000);
-            let (mut window, seen) = DedupWindow::record(None, now, ttl);
+            let (window, seen) = DedupWindow::record(None, now, ttl);
             prop_assert_eq!(seen, Seen::First { window_start: now });
+            let mut window = window.settled();
             for gap in gaps {
                 now = now + Duration::from_millis(gap);
                 let live = now.saturating_since(window.start) < ttl;
@@ -173,7 +243,7 @@ mod tests {
                     prop_assert_eq!(next.count, 1);
                 }
                 prop_assert!(next.is_live(now));
-                window = next;
+                window = next.settled();
             }
         }
     }

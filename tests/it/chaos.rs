@@ -11,7 +11,7 @@ use std::time::Duration;
 use gateway_tests::apiserver::{ApiServer, Fault, Filter, Resource};
 use gateway_tests::chaos::alerts::{AlertSet, Shape};
 use gateway_tests::chaos::sender::Load;
-use gateway_tests::chaos::{Chaos, process, settings, verdict};
+use gateway_tests::chaos::{Chaos, settings, verdict};
 use gateway_tests::kubelet::KubeletDir;
 use gateway_tests::redis::TestRedis;
 
@@ -23,13 +23,8 @@ fn owned(flags: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs `--state embedded --state-dir` (the lead's embedded store); run with --ignored"]
 async fn kill9_twice_with_the_embedded_store_loses_nothing() {
-    let mut chaos = Chaos::new(&[]);
-    if process::supports_flag(&process::gateway_binary(), "--state-dir") {
-        let state = chaos.dir().join("state").to_string_lossy().into_owned();
-        chaos.add_flags(&owned(&["--state", "embedded", "--state-dir", &state]));
-    }
+    let mut chaos = Chaos::new(&owned(&["--state", "embedded"]));
     let set = AlertSet::generate(Shape::default());
     chaos.start().await;
     let sending = chaos.send(&set, Load::default());
@@ -51,7 +46,9 @@ async fn kill9_twice_with_the_embedded_store_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_twice_loses_nothing() {
-    let redis = TestRedis::start().await;
+    // Persisting (AOF, fsync always), as a Redis holding the gateway's state must: a Redis that
+    // forgets on restart loses open storm windows whatever the gateway does.
+    let redis = TestRedis::start_durable().await;
     let mut chaos = Chaos::new(&owned(&["--redis-url", &redis.url]));
     let set = AlertSet::generate(Shape::default());
     chaos.start().await;

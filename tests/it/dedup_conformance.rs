@@ -29,6 +29,7 @@ where
     exactly_one_first_among_concurrent_callers(Arc::new(fresh().await)).await;
     a_window_ends_after_its_ttl(&fresh().await).await;
     fingerprints_are_independent(&fresh().await).await;
+    a_claim_holds_until_settled_or_taken_over(&fresh().await).await;
 }
 
 async fn first_then_duplicates_with_rising_counts(store: &dyn DedupStore) {
@@ -36,6 +37,7 @@ async fn first_then_duplicates_with_rising_counts(store: &dyn DedupStore) {
         store.record(&fp(1), TTL, T0).await.unwrap(),
         Seen::First { window_start: T0 }
     );
+    store.settle(&fp(1)).await.unwrap();
     for count in 2..=5 {
         let seen = store
             .record(&fp(1), TTL, T0 + Duration::from_secs(count))
@@ -79,7 +81,9 @@ async fn exactly_one_first_among_concurrent_callers(store: Arc<dyn DedupStore>) 
     for task in tasks {
         match task.await.unwrap() {
             Seen::First { .. } => firsts += 1,
-            Seen::Duplicate { count, .. } => counts.push(count),
+            // The first is never settled here: every other caller finds it claimed.
+            Seen::Claimed { count, .. } => counts.push(count),
+            Seen::Duplicate { count, .. } => panic!("a duplicate ({count}) of an unsettled first"),
         }
     }
     assert_eq!(firsts, 1);
@@ -95,6 +99,7 @@ async fn a_window_ends_after_its_ttl(store: &dyn DedupStore) {
     // Real time passes too, for stores that expire keys themselves.
     let ttl = Duration::from_secs(1);
     store.record(&fp(4), ttl, T0).await.unwrap();
+    store.settle(&fp(4)).await.unwrap();
     assert!(matches!(
         store
             .record(&fp(4), ttl, T0 + Duration::from_millis(500))
@@ -122,6 +127,50 @@ async fn fingerprints_are_independent(store: &dyn DedupStore) {
         Seen::First { .. }
     ));
     assert!(store.check().await.is_ok());
+}
+
+async fn a_claim_holds_until_settled_or_taken_over(store: &dyn DedupStore) {
+    let claim = gateway_ports::DedupWindow::CLAIM;
+    store.record(&fp(7), TTL, T0).await.unwrap();
+    let second = T0 + Duration::from_secs(1);
+    assert_eq!(
+        store.record(&fp(7), TTL, second).await.unwrap(),
+        Seen::Claimed {
+            window_start: T0,
+            count: 2
+        },
+        "the first occurrence is not settled yet"
+    );
+    // Its caller crashed: once the claim is old, the next occurrence takes it over.
+    assert_eq!(
+        store.record(&fp(7), TTL, T0 + claim).await.unwrap(),
+        Seen::First { window_start: T0 }
+    );
+    assert!(
+        matches!(
+            store
+                .record(&fp(7), TTL, T0 + claim + Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Seen::Claimed { count: 4, .. }
+        ),
+        "the claim was renewed by the take-over"
+    );
+    store.settle(&fp(7)).await.unwrap();
+    assert_eq!(
+        store
+            .record(&fp(7), TTL, T0 + claim + Duration::from_secs(2))
+            .await
+            .unwrap(),
+        Seen::Duplicate {
+            window_start: T0,
+            count: 5
+        }
+    );
+    store
+        .settle(&fp(998))
+        .await
+        .expect("settling an unknown fingerprint is fine");
 }
 
 #[tokio::test]

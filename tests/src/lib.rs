@@ -72,7 +72,7 @@ impl TestGateway {
             },
             outbox: Arc::new(gateway_adapter_memory::MemoryOutbox::default()),
             max_dead_letters: 100,
-            limits: gateway::limits::InputLimits::default(),
+            limits: gateway::input_limits::InputLimits::default(),
             metrics: Metrics::new(),
             fallback_namespace: "kubernaut-system".to_owned(),
             timing: WriteTiming::default(),

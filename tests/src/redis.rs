@@ -78,6 +78,19 @@ impl TestRedis {
     /// Starts a Redis and waits until it accepts connections. Panics, naming the image and what
     /// to do, when it cannot.
     pub async fn start() -> TestRedis {
+        Self::start_with(&REDIS_ARGS).await
+    }
+
+    /// A Redis that persists every write before answering it (`appendonly yes`, `appendfsync
+    /// always`), as a Redis the gateway's state lives in should: its data survives
+    /// [`TestRedis::stop`] and [`TestRedis::start_again`].
+    pub async fn start_durable() -> TestRedis {
+        let mut args: Vec<&str> = REDIS_ARGS[..REDIS_ARGS.len() - 2].to_vec();
+        args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
+        Self::start_with(&args).await
+    }
+
+    async fn start_with(args: &[&str]) -> TestRedis {
         let (name, tag) = redis_image();
         let mut last_error = String::new();
         // The host port is chosen before Docker binds it: another process (or Docker, for a
@@ -87,7 +100,7 @@ impl TestRedis {
             let started = GenericImage::new(name.clone(), tag.clone())
                 .with_exposed_port(6379.tcp())
                 .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
-                .with_cmd(REDIS_ARGS)
+                .with_cmd(args.iter().copied())
                 .with_mapped_port(port, 6379.tcp())
                 .with_startup_timeout(STARTUP_TIMEOUT)
                 .start()
@@ -132,7 +145,7 @@ impl TestRedis {
     }
 
     /// Stops the container (Redis shuts down on SIGTERM): connections are refused until
-    /// [`TestRedis::start_again`]. Data is lost: this Redis does not persist.
+    /// [`TestRedis::start_again`]. Data is lost unless it was started durable.
     pub async fn stop(&self) {
         self.container
             .stop()

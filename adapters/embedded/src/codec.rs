@@ -147,6 +147,12 @@ pub(crate) fn encode_dedup(window: &DedupWindow) -> Vec<u8> {
         .u64(window.start.as_millis())
         .u64(millis(window.ttl))
         .u64(window.count)
+        // 0: settled; else the claim's time plus one (a claim at the epoch is not "settled").
+        .u64(
+            window
+                .claimed
+                .map_or(0, |t| t.as_millis().saturating_add(1)),
+        )
         .finish()
 }
 
@@ -156,6 +162,10 @@ pub(crate) fn decode_dedup(row: &[u8]) -> Result<DedupWindow, Failure> {
         start: Timestamp::from_millis(r.u64()?),
         ttl: Duration::from_millis(r.u64()?),
         count: r.u64()?,
+        claimed: match r.u64()? {
+            0 => None,
+            at => Some(Timestamp::from_millis(at - 1)),
+        },
     };
     r.end()?;
     Ok(window)
@@ -244,6 +254,7 @@ mod tests {
             start: Timestamp::from_secs(7),
             ttl: Duration::from_secs(300),
             count: 3,
+            claimed: None,
         };
         assert_eq!(decode_dedup(&encode_dedup(&window)).unwrap(), window);
 
@@ -279,6 +290,7 @@ mod tests {
             start: Timestamp::from_secs(7),
             ttl: Duration::from_secs(300),
             count: 3,
+            claimed: None,
         });
         for cut in 0..row.len() {
             assert!(decode_dedup(&row[..cut]).is_err(), "cut at {cut}");

@@ -35,7 +35,7 @@ fn record(
         .transpose()?;
     let (window, seen) = DedupWindow::record(window, now, ttl);
     let sequence = match (seen, previous) {
-        (Seen::Duplicate { .. }, Some(row)) => row.sequence,
+        (Seen::Duplicate { .. } | Seen::Claimed { .. }, Some(row)) => row.sequence,
         // A window opened again takes a new place in the order; a new fingerprint needs room.
         (_, previous) => {
             if previous.is_none() {
@@ -68,6 +68,19 @@ impl DedupStore for EmbeddedStore {
         let fingerprint = fingerprint.as_str().to_owned();
         self.write(move |batch| {
             Bounded::open(batch.transaction, DEDUP, DEDUP_ORDER)?.remove(&fingerprint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        let fingerprint = fingerprint.as_str().to_owned();
+        self.write(move |batch| {
+            let mut table = Bounded::open(batch.transaction, DEDUP, DEDUP_ORDER)?;
+            if let Some(row) = table.get(&fingerprint)? {
+                let window = codec::decode_dedup(&row.payload)?.settled();
+                table.put(&fingerprint, row.sequence, &codec::encode_dedup(&window))?;
+            }
             Ok(())
         })
         .await

@@ -149,6 +149,13 @@ impl DedupStore for MemoryDedupStore {
         Ok(())
     }
 
+    async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        if let Some(window) = self.lock().windows.get_mut(fingerprint) {
+            window.claimed = None;
+        }
+        Ok(())
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -1,17 +1,17 @@
 //! The [`DedupStore`] port: one hash per fingerprint's window, `…:dedup:{64:<fingerprint>}`
-//! (`s` window start, `c` occurrence count), created with its TTL by the same script that
+//! (`s` window start, `c` occurrence count, `u` the claim's time until settled), created with its TTL by the same script that
 //! decides the first occurrence.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gateway_ports::{DedupStore, Fingerprint, Seen, StoreError, Timestamp};
+use gateway_ports::{DedupStore, DedupWindow, Fingerprint, Seen, StoreError, Timestamp};
 use redis::{AsyncCommands, Script};
 
 use crate::RedisStore;
 
-/// Records one occurrence: `{is_first, window_start_ms, count}`.
+/// Records one occurrence: `{seen, window_start_ms, count}` (seen: 1 first, 0 duplicate, 2 claimed).
 static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record.lua")));
 
 #[async_trait]
@@ -25,7 +25,8 @@ impl DedupStore for RedisStore {
         let mut manager = self.manager()?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = RECORD.key(self.dedup_key(fingerprint));
-        invocation.arg(now.as_millis()).arg(ttl_ms);
+        let claim_ms = u64::try_from(DedupWindow::CLAIM.as_millis()).unwrap_or(u64::MAX);
+        invocation.arg(now.as_millis()).arg(ttl_ms).arg(claim_ms);
         let (first, start, count): (u8, u64, u64) = self
             .timed(
                 "recording a fingerprint",
@@ -33,13 +34,16 @@ impl DedupStore for RedisStore {
             )
             .await?;
         let window_start = Timestamp::from_millis(start);
-        Ok(if first == 1 {
-            Seen::First { window_start }
-        } else {
-            Seen::Duplicate {
+        Ok(match first {
+            1 => Seen::First { window_start },
+            2 => Seen::Claimed {
                 window_start,
                 count,
-            }
+            },
+            _ => Seen::Duplicate {
+                window_start,
+                count,
+            },
         })
     }
 
@@ -47,6 +51,13 @@ impl DedupStore for RedisStore {
         let mut manager = self.manager()?;
         let key = self.dedup_key(fingerprint);
         self.timed("forgetting a fingerprint", manager.del::<_, ()>(key))
+            .await
+    }
+
+    async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        let mut manager = self.manager()?;
+        let key = self.dedup_key(fingerprint);
+        self.timed("settling a fingerprint", manager.hdel::<_, _, ()>(key, "u"))
             .await
     }
 

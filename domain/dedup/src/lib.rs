@@ -9,7 +9,9 @@
 //!   next firing is new again.
 //! - If the remediation for a new signal cannot be written, [`Deduplicator::release`] ends the
 //!   window, so the sender's retry counts as new: an alert is never lost to deduplication (a second
-//!   RemediationRequest is the safe failure).
+//!   RemediationRequest is the safe failure). Once it is written, [`Deduplicator::settle`] ends
+//!   the first occurrence's claim; until then later occurrences are [`DedupOutcome::Claimed`]
+//!   (not yet known to be recorded), and a claim left by a crash is taken over once old.
 //!
 //! Which occurrence is first is decided atomically by the store; this crate decides which TTL
 //! applies and what the caller is told. Store errors are passed on untouched, so the caller can
@@ -37,6 +39,13 @@ pub enum DedupOutcome {
         window_start: Timestamp,
         /// Occurrences in the window, this one included (≥ 2).
         count: u64,
+    },
+    /// A later occurrence while the first is still being recorded (by another request, or by a
+    /// process that crashed: its claim is taken over once old): not yet known to be recorded,
+    /// so the caller must not answer it as done.
+    Claimed {
+        /// When the window opened.
+        window_start: Timestamp,
     },
     /// The alert resolved: its window ended and nothing is to be created.
     Resolved,
@@ -81,6 +90,7 @@ impl<S: DedupStore + ?Sized> Deduplicator<S> {
                         window_start,
                         count,
                     },
+                    Seen::Claimed { window_start, .. } => DedupOutcome::Claimed { window_start },
                 })
             }
             SignalStatus::Resolved => {
@@ -107,6 +117,12 @@ impl<S: DedupStore + ?Sized> Deduplicator<S> {
     /// duplicate of work that does not exist.
     pub async fn release(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
         self.store.forget(fingerprint).await
+    }
+
+    /// The [`DedupOutcome::New`] occurrence of `fingerprint` is recorded: later ones are
+    /// duplicates (until then they are [`DedupOutcome::Claimed`]).
+    pub async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        self.store.settle(fingerprint).await
     }
 
     /// The store, for readiness checks.

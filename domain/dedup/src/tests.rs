@@ -255,6 +255,13 @@ impl DedupStore for ModelStore {
         Ok(())
     }
 
+    async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        if let Some(w) = self.windows.lock().unwrap().get_mut(fingerprint) {
+            *w = w.settled();
+        }
+        Ok(())
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -264,20 +271,58 @@ fn model() -> Deduplicator<ModelStore> {
     Deduplicator::new(Arc::new(ModelStore::default()))
 }
 
+/// Observes `signal` as the gateway does: a `New` occurrence is settled once its work is done
+/// (here at once), so later ones are duplicates.
+async fn settled(
+    dedup: &Deduplicator<ModelStore>,
+    signal: &Signal,
+    settings: &DedupSettings,
+    now: Timestamp,
+) -> Result<DedupOutcome, StoreError> {
+    let outcome = dedup.observe(signal, settings, now).await?;
+    if let DedupOutcome::New { .. } = outcome {
+        dedup.settle(&signal.fingerprint).await?;
+    }
+    Ok(outcome)
+}
+
+#[tokio::test]
+async fn an_occurrence_while_the_first_is_unsettled_is_claimed_until_the_claim_is_old() {
+    let dedup = model();
+    let (s, a) = (ttl(300), firing(1));
+    dedup.observe(&a, &s, at(0)).await.unwrap();
+    assert_eq!(
+        dedup.observe(&a, &s, at(1)).await.unwrap(),
+        DedupOutcome::Claimed {
+            window_start: at(0)
+        }
+    );
+    // The first occurrence's caller crashed: after the claim's time the next one takes it over.
+    assert_eq!(
+        dedup
+            .observe(&a, &s, at(0) + DedupWindow::CLAIM)
+            .await
+            .unwrap(),
+        DedupOutcome::New {
+            window_start: at(0)
+        }
+    );
+}
+
 #[tokio::test]
 async fn new_then_counted_duplicates_then_resolved_then_new_again() {
     let dedup = model();
     let s = ttl(300);
     let a = firing(1);
     assert_eq!(
-        dedup.observe(&a, &s, at(0)).await.unwrap(),
+        settled(&dedup, &a, &s, at(0)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(0)
         }
     );
     for (count, secs) in [(2, 10), (3, 20), (4, 299)] {
         assert_eq!(
-            dedup.observe(&a, &s, at(secs)).await.unwrap(),
+            settled(&dedup, &a, &s, at(secs)).await.unwrap(),
             DedupOutcome::Duplicate {
                 window_start: at(0),
                 count
@@ -285,11 +330,11 @@ async fn new_then_counted_duplicates_then_resolved_then_new_again() {
         );
     }
     assert_eq!(
-        dedup.observe(&resolved(1), &s, at(100)).await.unwrap(),
+        settled(&dedup, &resolved(1), &s, at(100)).await.unwrap(),
         DedupOutcome::Resolved
     );
     assert_eq!(
-        dedup.observe(&a, &s, at(101)).await.unwrap(),
+        settled(&dedup, &a, &s, at(101)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(101)
         }
@@ -300,16 +345,16 @@ async fn new_then_counted_duplicates_then_resolved_then_new_again() {
 async fn fingerprints_have_separate_windows() {
     let dedup = model();
     let s = ttl(300);
-    dedup.observe(&firing(1), &s, at(0)).await.unwrap();
+    settled(&dedup, &firing(1), &s, at(0)).await.unwrap();
     assert_eq!(
-        dedup.observe(&firing(2), &s, at(1)).await.unwrap(),
+        settled(&dedup, &firing(2), &s, at(1)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(1)
         }
     );
-    dedup.observe(&resolved(2), &s, at(2)).await.unwrap();
+    settled(&dedup, &resolved(2), &s, at(2)).await.unwrap();
     assert!(matches!(
-        dedup.observe(&firing(1), &s, at(3)).await.unwrap(),
+        settled(&dedup, &firing(1), &s, at(3)).await.unwrap(),
         DedupOutcome::Duplicate { count: 2, .. }
     ));
 }
@@ -319,14 +364,14 @@ async fn a_window_ends_exactly_one_ttl_after_it_opened() {
     let dedup = model();
     let s = ttl(60);
     let a = firing(1);
-    dedup.observe(&a, &s, at(0)).await.unwrap();
+    settled(&dedup, &a, &s, at(0)).await.unwrap();
     let just_before = at(60) - Duration::from_millis(1);
     assert!(matches!(
-        dedup.observe(&a, &s, just_before).await.unwrap(),
+        settled(&dedup, &a, &s, just_before).await.unwrap(),
         DedupOutcome::Duplicate { count: 2, .. }
     ));
     assert_eq!(
-        dedup.observe(&a, &s, at(60)).await.unwrap(),
+        settled(&dedup, &a, &s, at(60)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(60)
         }
@@ -337,21 +382,21 @@ async fn a_window_ends_exactly_one_ttl_after_it_opened() {
 async fn a_ttl_reload_neither_stretches_nor_cuts_an_open_window() {
     let dedup = model();
     let a = firing(1);
-    dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
+    settled(&dedup, &a, &ttl(300), at(0)).await.unwrap();
     // Longer TTL now, but the window opened under 300 s still ends at 300 s.
     assert!(matches!(
-        dedup.observe(&a, &ttl(600), at(299)).await.unwrap(),
+        settled(&dedup, &a, &ttl(600), at(299)).await.unwrap(),
         DedupOutcome::Duplicate { .. }
     ));
     assert_eq!(
-        dedup.observe(&a, &ttl(600), at(300)).await.unwrap(),
+        settled(&dedup, &a, &ttl(600), at(300)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(300)
         }
     );
     // The new window took the new TTL; a shorter one now does not cut it.
     assert!(matches!(
-        dedup.observe(&a, &ttl(60), at(899)).await.unwrap(),
+        settled(&dedup, &a, &ttl(60), at(899)).await.unwrap(),
         DedupOutcome::Duplicate { .. }
     ));
 }
@@ -360,11 +405,11 @@ async fn a_ttl_reload_neither_stretches_nor_cuts_an_open_window() {
 async fn a_released_window_lets_the_senders_retry_count_as_new() {
     let dedup = model();
     let a = firing(1);
-    dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
+    settled(&dedup, &a, &ttl(300), at(0)).await.unwrap();
     // Creating the remediation failed; the gateway answered 5xx and releases the window.
     dedup.release(&a.fingerprint).await.unwrap();
     assert_eq!(
-        dedup.observe(&a, &ttl(300), at(1)).await.unwrap(),
+        settled(&dedup, &a, &ttl(300), at(1)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(1)
         }
@@ -375,7 +420,9 @@ async fn a_released_window_lets_the_senders_retry_count_as_new() {
 async fn a_resolved_alert_without_an_open_window_is_still_resolved() {
     let dedup = model();
     assert_eq!(
-        dedup.observe(&resolved(1), &ttl(300), at(0)).await.unwrap(),
+        settled(&dedup, &resolved(1), &ttl(300), at(0))
+            .await
+            .unwrap(),
         DedupOutcome::Resolved
     );
 }
@@ -412,7 +459,7 @@ proptest! {
                 match step {
                     Step::Fire { gap_ms, ttl_secs } => {
                         now = now + Duration::from_millis(gap_ms);
-                        let outcome = dedup.observe(&a, &ttl(ttl_secs), now).await.unwrap();
+                        let outcome = settled(&dedup, &a, &ttl(ttl_secs), now).await.unwrap();
                         match open {
                             Some((start, window_ttl, count))
                                 if now.saturating_since(start) < window_ttl =>
@@ -431,7 +478,7 @@ proptest! {
                     }
                     Step::Resolve { gap_ms } => {
                         now = now + Duration::from_millis(gap_ms);
-                        let outcome = dedup.observe(&resolved(1), &ttl(60), now).await.unwrap();
+                        let outcome = settled(&dedup, &resolved(1), &ttl(60), now).await.unwrap();
                         prop_assert_eq!(outcome, DedupOutcome::Resolved);
                         open = None;
                     }

@@ -66,7 +66,12 @@ impl Chaos {
     /// A run of the gateway with the directory sink (`DIR/remediations`) and `extra` flags
     /// (later flags win); the config directory holds [`settings::baseline`].
     pub fn new(extra: &[String]) -> Chaos {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        // CHAOS_KEEP=1 keeps the run's directory (log, state, remediations) to look at after.
+        if std::env::var_os("CHAOS_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            println!("  chaos directory kept: {}", dir.path().display());
+        }
         let files = settings::baseline();
         let files: Vec<(&str, &str)> = files.iter().map(|(f, c)| (*f, c.as_str())).collect();
         let config = KubeletDir::create(dir.path().join("config"), &files).expect("config dir");
@@ -77,6 +82,9 @@ impl Chaos {
             path(config.path()),
             "--remediation-dir".to_owned(),
             path(&dir.path().join("remediations")),
+            // The embedded state (the default backend), kept across restarts of this run.
+            "--state-dir".to_owned(),
+            path(&dir.path().join("state")),
         ]);
         flags.extend_from_slice(extra);
         Chaos {

@@ -79,14 +79,6 @@ fn build(profile_dir: &Path) {
     assert!(status.success(), "building the gateway binary: {status}");
 }
 
-/// Whether the binary's `--help` mentions `flag` (for flags still being added).
-pub fn supports_flag(bin: &Path, flag: &str) -> bool {
-    Command::new(bin)
-        .arg("--help")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
-}
-
 /// A loopback TCP port free right now (the gateway binds it moments later).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
