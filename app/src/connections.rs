@@ -306,6 +306,102 @@ mod tests {
         assert_eq!(json["status"], 503);
     }
 
+    /// Writes `bytes`, then reads until the server closes the socket: what it said.
+    async fn exchange(stream: &TcpStream, bytes: &[u8]) -> String {
+        let mut written = 0;
+        while written < bytes.len() {
+            stream.writable().await.unwrap();
+            written += stream.try_write(&bytes[written..]).unwrap_or(0);
+        }
+        let mut said = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            stream.readable().await.unwrap();
+            match stream.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => said.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&said).into_owned()
+    }
+
+    #[tokio::test]
+    async fn with_every_connection_busy_a_new_one_is_refused_and_an_idle_one_is_evicted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    "slow"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "fast" }));
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(5),
+            max: 2,
+        };
+        let metrics = Metrics::new();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(accept(listener, app, limits, metrics.clone(), async {
+            let _ = stopped.await;
+        }));
+        let slow = b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        let fast = b"GET /fast HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+
+        // Two busy connections: a third is refused at once.
+        let busy: Vec<TcpStream> = vec![
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        let answers = busy.iter().map(|s| exchange(s, slow));
+        let answers = futures::future::join_all(answers);
+        let refused = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            exchange(&TcpStream::connect(addr).await.unwrap(), fast).await
+        };
+        let (answers, refused) = tokio::join!(answers, refused);
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(
+            answers.iter().all(|a| a.starts_with("HTTP/1.1 200")),
+            "{answers:?}"
+        );
+
+        // Two idle connections: a third takes the place of the older one.
+        let older = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let newer = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let third = exchange(&TcpStream::connect(addr).await.unwrap(), fast).await;
+        assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+        assert_eq!(
+            exchange(&older, b"").await,
+            "",
+            "the older idle one was closed"
+        );
+        assert!(exchange(&newer, fast).await.starts_with("HTTP/1.1 200"));
+        let text = metrics.render();
+        assert!(
+            text.contains("gateway_http_shed_total{reason=\"connections\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_http_connections_evicted_total 1"),
+            "{text}"
+        );
+
+        let _ = stop.send(());
+        let (open, ()) = server.await.unwrap();
+        assert_eq!(
+            open.close(tokio::time::Instant::now() + Duration::from_secs(1))
+                .await,
+            None
+        );
+    }
+
     #[test]
     fn the_connection_idle_longest_is_evicted_and_never_a_busy_one() {
         let mut table = Table::default();
