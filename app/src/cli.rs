@@ -212,6 +212,36 @@ pub struct ServeArgs {
     /// balancers stop sending first (e.g. `5s`).
     #[arg(long, env = "GATEWAY_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+
+    // --- The HTTP server's limits (see `crate::limits`, where they are checked together). ---
+    /// A connection that has not sent a request's complete headers this long after it opened,
+    /// or after its previous answer, is closed: slow clients (slow loris) and idle keep-alive
+    /// connections hold a socket at most this long.
+    #[arg(long, env = "GATEWAY_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Connections open at once, at most (keep it well below the file-descriptor limit). At the
+    /// limit a new connection takes the place of the longest-idle one (no request in flight);
+    /// when every connection has a request in flight it is answered 503 and closed at once.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A request not answered this long after its headers arrived (a slow body included) is
+    /// answered 503 with `Retry-After`. Above `--write-deadline`, below Alertmanager's 10 s.
+    #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT", default_value = "9s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Requests to the signal endpoints in flight at once, at most; beyond it a request is
+    /// answered 503 with `Retry-After: 1` at once (load shedding, not a queue). Below
+    /// `--max-connections`, so that health checks always find a connection.
+    #[arg(long, env = "GATEWAY_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+    /// On SIGTERM, the longest the gateway takes to stop, `--shutdown-delay` included: what is
+    /// not done by then (requests in flight, the last writes) is abandoned and logged. Keep it
+    /// below the pod's `terminationGracePeriodSeconds` (30 s).
+    #[arg(long, env = "GATEWAY_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// `/readyz` fails while the background round (about once a second) has not completed for
+    /// this long: a round writing to a slow API server legitimately takes a few seconds.
+    #[arg(long, env = "GATEWAY_TICKER_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub ticker_stall_timeout: Duration,
 }
 
 /// Durations on the command line are written like the config files' (`500ms`, `5s`).

@@ -265,11 +265,19 @@ impl Gateway {
         self.dead_letters.list()
     }
 
-    /// The background round (see [`Ticker::tick`]); run about once a second.
+    /// The background round (see [`Ticker::tick`]); run about once a second. Readiness hears
+    /// when it completes.
     pub async fn tick(&self) {
         self.ticker
             .tick(&self.config.snapshot(), self.clock.now())
             .await;
+        self.readiness.round_completed(self.clock.now());
+    }
+
+    /// A background round panicked: counted, and not ready until a round completes.
+    pub fn tick_panicked(&self) {
+        self.metrics.ticker_restarted();
+        self.readiness.round_panicked();
     }
 
     /// The last round, at shutdown (see [`Ticker::drain`]).
@@ -286,13 +294,15 @@ impl Gateway {
 
     /// Readiness: accepting, and the dedup store and the sink usable now.
     pub async fn readiness(&self) -> Result<(), Vec<String>> {
-        let ready = self.readiness.check().await;
+        let ready = self.readiness.check(self.clock.now()).await;
         self.metrics.ready(ready.is_ok());
         ready
     }
 
-    /// Serving has begun: report ready.
-    pub fn serving(&self) {
+    /// Serving has begun, with the background round running: report ready, and not ready
+    /// whenever no round has completed for `ticker_stall` (see [`Readiness::watch_ticker`]).
+    pub fn serving(&self, ticker_stall: Duration) {
+        self.readiness.watch_ticker(ticker_stall, self.clock.now());
         self.metrics.ready(self.readiness.is_accepting());
     }
 
@@ -315,6 +325,11 @@ impl Gateway {
     /// The metrics in the Prometheus text format.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
+    }
+
+    /// The metrics, for what the server itself observes (connections, load shed).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Records one HTTP request.

@@ -26,6 +26,10 @@ use crate::input_limits::OverLimit;
 use crate::metrics::HttpMethod;
 use crate::outcome::{AlertOutcome, Outcome, Unrecorded};
 
+mod guard;
+
+pub use guard::RequestLimits;
+
 /// The default limit on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -159,8 +163,15 @@ impl From<Unrecorded> for Problem {
     }
 }
 
-/// The gateway's router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The gateway's router, enforcing `limits` (see [`RequestLimits`]): every route answers within
+/// the request timeout; the signal endpoints shed load beyond the concurrency limit, while
+/// `/healthz`, `/readyz` and `/metrics` are never shed.
+pub fn router(state: AppState, limits: &RequestLimits) -> Router {
+    let shedding = guard::Shedding::new(state.gateway.clone(), limits.max_concurrent);
+    let timeout = guard::Timeout {
+        gateway: state.gateway.clone(),
+        after: limits.timeout,
+    };
     Router::new()
         .route(
             "/api/v1/signals/prometheus",
@@ -174,6 +185,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 signals(state, headers, body, Payload::KubernetesEvent)
             }),
         )
+        // Only the routes above: health checks and scrapes stay unlimited.
+        .route_layer(middleware::from_fn_with_state(shedding, guard::shed))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -182,7 +195,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/debug/dead-letters", get(dead_letters))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(timeout, guard::timeout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe_request,

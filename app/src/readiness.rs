@@ -1,32 +1,49 @@
-//! Readiness: the gateway accepts signals, and the dedup store and the sink are usable now.
+//! Readiness: the gateway accepts signals, the dedup store and the sink are usable now, and the
+//! background round is running.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use gateway_ports::{DedupStore, RemediationWriter};
+use gateway_ports::{DedupStore, RemediationWriter, Timestamp};
 
 /// Whether the gateway should receive traffic.
 #[derive(Debug)]
 pub struct Readiness {
     accepting: AtomicBool,
     checked: (Arc<dyn DedupStore>, Arc<dyn RemediationWriter>),
+    ticker: TickerWatch,
+}
+
+/// The background round as readiness sees it, once [`Readiness::watch_ticker`] has begun.
+#[derive(Debug, Default)]
+struct TickerWatch {
+    /// The stall bound in milliseconds; 0 while the ticker is not watched (no server runs it).
+    stall_after_ms: AtomicU64,
+    /// When the last round completed (or watching began), milliseconds since the epoch.
+    last_round_ms: AtomicU64,
+    /// A round panicked and none has completed since.
+    down: AtomicBool,
 }
 
 impl Readiness {
-    /// Ready while accepting and while the dedup store and the sink pass their checks.
+    /// Ready while accepting and while the dedup store and the sink pass their checks (and,
+    /// once watched, while the background round runs).
     pub fn new(dedup: Arc<dyn DedupStore>, sink: Arc<dyn RemediationWriter>) -> Self {
         Readiness {
             accepting: AtomicBool::new(true),
             checked: (dedup, sink),
+            ticker: TickerWatch::default(),
         }
     }
 
-    /// Checks now; the problems, in words safe to show, when not ready.
-    pub async fn check(&self) -> Result<(), Vec<String>> {
+    /// Checks at `now`; the problems, in words safe to show, when not ready.
+    pub async fn check(&self, now: Timestamp) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         if !self.is_accepting() {
             problems.push("shutting down".to_owned());
         }
+        problems.extend(self.ticker_problem(now));
         let (dedup, sink) = &self.checked;
         if let Err(e) = dedup.check().await {
             problems.push(e.to_string());
@@ -49,5 +66,94 @@ impl Readiness {
     /// Stops accepting (shutdown has begun).
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// From `now` on, not ready while a round has panicked and none completed since, or while
+    /// no round has completed for longer than `stall_after`.
+    pub fn watch_ticker(&self, stall_after: Duration, now: Timestamp) {
+        let ms = u64::try_from(stall_after.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.ticker
+            .last_round_ms
+            .store(now.as_millis(), Ordering::SeqCst);
+        self.ticker.stall_after_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// A background round completed at `now`.
+    pub fn round_completed(&self, now: Timestamp) {
+        self.ticker
+            .last_round_ms
+            .store(now.as_millis(), Ordering::SeqCst);
+        self.ticker.down.store(false, Ordering::SeqCst);
+    }
+
+    /// A background round panicked: not ready until one completes.
+    pub fn round_panicked(&self) {
+        self.ticker.down.store(true, Ordering::SeqCst);
+    }
+
+    fn ticker_problem(&self, now: Timestamp) -> Option<String> {
+        let stall_after = self.ticker.stall_after_ms.load(Ordering::SeqCst);
+        if stall_after == 0 {
+            return None;
+        }
+        if self.ticker.down.load(Ordering::SeqCst) {
+            return Some(
+                "the background round (closing storm windows, writing aggregates) panicked \
+                 and has not completed since"
+                    .to_owned(),
+            );
+        }
+        let last = Timestamp::from_millis(self.ticker.last_round_ms.load(Ordering::SeqCst));
+        let idle = now.saturating_since(last);
+        (idle.as_millis() > u128::from(stall_after)).then(|| {
+            format!(
+                "the background round (closing storm windows, writing aggregates) has not \
+                 completed for {}s (bound {}s)",
+                idle.as_secs(),
+                Duration::from_millis(stall_after).as_secs_f64()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_adapter_directory::DirectoryWriter;
+    use gateway_adapter_memory::MemoryDedupStore;
+
+    use super::*;
+
+    fn readiness(dir: &std::path::Path) -> Readiness {
+        Readiness::new(
+            Arc::new(MemoryDedupStore::new(
+                std::num::NonZeroUsize::new(10).unwrap(),
+            )),
+            Arc::new(DirectoryWriter::new(dir).unwrap()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stalled_or_panicked_ticker_fails_readiness_until_a_round_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = readiness(dir.path());
+        let t0 = Timestamp::from_secs(1000);
+        // Not watched: no server runs the ticker (router tests).
+        assert!(r.check(t0 + Duration::from_secs(3600)).await.is_ok());
+        r.watch_ticker(Duration::from_secs(30), t0);
+        assert!(r.check(t0 + Duration::from_secs(30)).await.is_ok());
+        let stalled = r.check(t0 + Duration::from_secs(31)).await.unwrap_err();
+        assert!(
+            stalled[0].contains("has not completed for 31s"),
+            "{stalled:?}"
+        );
+        r.round_completed(t0 + Duration::from_secs(31));
+        assert!(r.check(t0 + Duration::from_secs(31)).await.is_ok());
+        r.round_panicked();
+        let down = r.check(t0 + Duration::from_secs(32)).await.unwrap_err();
+        assert!(down[0].contains("panicked"), "{down:?}");
+        r.round_completed(t0 + Duration::from_secs(33));
+        assert!(r.check(t0 + Duration::from_secs(33)).await.is_ok());
     }
 }

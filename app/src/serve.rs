@@ -23,7 +23,9 @@ use crate::config_source::SettingsSource;
 use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
 use crate::input_limits::InputLimits;
+use crate::limits::{Limits, ShutdownTiming};
 use crate::metrics::Metrics;
+use crate::{connections, supervise};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -223,14 +225,23 @@ fn stores(
     })
 }
 
-/// Runs the gateway until `shutdown` resolves: then readiness fails, after `shutdown_delay` the
-/// listener stops taking connections, in-flight requests finish, and storm windows are written.
+/// Runs the gateway until `shutdown` resolves — the background round every [`TICK`],
+/// supervised (a round that panics is counted, fails readiness until the next completes, and
+/// the rounds go on) — then stops within `--shutdown-timeout`:
+/// readiness fails at once; after `--shutdown-delay` the listener closes, idle connections are
+/// closed and in-flight requests finish; then the last round writes what waits (storm windows,
+/// aggregates). Whatever is not done when the timeout ends is abandoned, with an error log
+/// saying what, and `serve` returns.
+///
+/// Fails at once, before serving, when the flags' limits cannot work together
+/// ([`Limits::of`]).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     args: &ServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let limits = Limits::of(args)?;
     let gateway = state.gateway.clone();
     match gateway.recover().await {
         Ok(0) => {}
@@ -242,37 +253,60 @@ pub async fn serve(
             tracing::error!(error = %e, "cannot read the pending writes a previous process left; they stay stored")
         }
     }
-    let app = router(state, args.max_body_bytes);
-    let ticker = {
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TICK);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                gateway.tick().await;
-            }
-        })
-    };
-    let delay = args.shutdown_delay;
+    let app = router(state, &limits.request);
+    let ticker = tokio::spawn({
+        let round = gateway.clone();
+        let panicked = gateway.clone();
+        supervise::every(
+            TICK,
+            move || {
+                let gateway = round.clone();
+                async move { gateway.tick().await }
+            },
+            move || panicked.tick_panicked(),
+        )
+    });
+    let ShutdownTiming { delay, timeout } = limits.shutdown;
     let draining = gateway.clone();
-    let graceful = async move {
+    let begun = async move {
         shutdown.await;
         tracing::info!(
             ?delay,
+            ?timeout,
             "shutdown requested: readiness now fails; closing the listener after the delay"
         );
         draining.stop_accepting();
+        let deadline = tokio::time::Instant::now() + timeout;
         tokio::time::sleep(delay).await;
+        deadline
     };
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    gateway.serving();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .await
-        .context("HTTP server failed")?;
+    gateway.serving(limits.ticker_stall);
+    let (open, deadline) = connections::accept(
+        listener,
+        app,
+        limits.connections,
+        gateway.metrics().clone(),
+        begun,
+    )
+    .await;
+    if let Some(left) = open.close(deadline).await {
+        tracing::error!(
+            connections = left.connections,
+            requests = left.requests,
+            "shutdown timeout: requests still in flight were abandoned unanswered"
+        );
+    }
     ticker.abort();
-    gateway.drain().await;
+    if tokio::time::timeout_at(deadline, gateway.drain())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            pending = gateway.pending_writes(),
+            "shutdown timeout: RemediationRequest writes abandoned before they were made"
+        );
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -303,6 +337,8 @@ pub async fn shutdown_signal() {
 
 /// `gateway serve`: builds, binds, watches the settings source and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything connects anywhere: limits that cannot work together are a typo.
+    Limits::of(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let setup = crate::config_source::config_source(&args, clock.clone()).await?;
     let Assembled { gateway, config } = assemble(&args, clock, setup.source.clone()).await?;

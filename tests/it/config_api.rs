@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use clap::Parser;
 use gateway::cli::Cli;
-use gateway::http::{AppState, DEFAULT_MAX_BODY_BYTES, router};
+use gateway::http::{AppState, RequestLimits, router};
 use gateway_adapter_memory::SystemClock;
 use gateway_ports::ConfigControl;
 
@@ -49,7 +49,7 @@ async fn served() -> Served {
 
 async fn get(s: &Served, uri: &str) -> crate::http_api::Answer {
     send(
-        router(s.state.clone(), DEFAULT_MAX_BODY_BYTES),
+        router(s.state.clone(), &RequestLimits::default()),
         Method::GET,
         uri,
         None,
@@ -60,7 +60,7 @@ async fn get(s: &Served, uri: &str) -> crate::http_api::Answer {
 
 async fn reload(s: &Served) -> crate::http_api::Answer {
     send(
-        router(s.state.clone(), DEFAULT_MAX_BODY_BYTES),
+        router(s.state.clone(), &RequestLimits::default()),
         Method::POST,
         "/-/reload",
         None,

@@ -516,6 +516,12 @@ fn the_pod_runs_unprivileged_with_room_to_shut_down() {
         grace > delay + drain,
         "terminationGracePeriodSeconds {grace:?} must exceed --shutdown-delay {delay:?} + the retry budget {drain:?}"
     );
+    // The gateway bounds its own shutdown, so the kubelet's SIGKILL never cuts the drain.
+    let bound = parsed_cli().serve.shutdown_timeout;
+    assert!(
+        grace > bound,
+        "terminationGracePeriodSeconds {grace:?} must exceed --shutdown-timeout {bound:?}"
+    );
 }
 
 // --- the PrometheusRule ---------------------------------------------------------------------------

@@ -181,7 +181,11 @@ async fn json_with_a_charset_parameter_is_accepted() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     let gw = TestGateway::new();
-    let router = gateway::http::router(gw.state(), 1024);
+    let limits = gateway::http::RequestLimits {
+        max_body_bytes: 1024,
+        ..Default::default()
+    };
+    let router = gateway::http::router(gw.state(), &limits);
     let big = webhook(
         (0..50)
             .map(|i| alert("Big", "ns", &format!("pod-{i}"), "firing"))

@@ -96,7 +96,7 @@ impl TestGateway {
 
     /// The router over this gateway.
     pub fn router(&self) -> axum::Router {
-        gateway::http::router(self.state(), gateway::http::DEFAULT_MAX_BODY_BYTES)
+        gateway::http::router(self.state(), &gateway::http::RequestLimits::default())
     }
 
     /// The RemediationRequest documents written, parsed, sorted by name.

@@ -52,6 +52,30 @@ impl HttpMethod {
     }
 }
 
+/// Why the server answered `503` for load, as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// A signal request beyond `--max-concurrent-requests` (`concurrency`).
+    Concurrency,
+    /// A request not answered within `--request-timeout` (`request_timeout`).
+    Timeout,
+    /// A connection beyond `--max-connections` with every open one busy (`connections`).
+    Connections,
+}
+
+impl Shed {
+    /// Every reason, so that each series exists from the start.
+    pub const ALL: [Shed; 3] = [Shed::Concurrency, Shed::Timeout, Shed::Connections];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Shed::Concurrency => "concurrency",
+            Shed::Timeout => "request_timeout",
+            Shed::Connections => "connections",
+        }
+    }
+}
+
 /// Why a write stopped being retried, as a label: `permanent`, or `exhausted` (attempts or time
 /// used up).
 const fn gave_up_label(reason: GiveUpReason) -> &'static str {
@@ -98,6 +122,10 @@ pub struct Metrics {
     /// The hash label set in `config_info`, per type, so a change can retire the old one.
     config_hashes: Arc<Mutex<HashMap<ConfigKind, String>>>,
     ready: IntGauge,
+    http_shed: IntCounterVec,
+    http_connections_open: IntGauge,
+    http_connections_evicted: IntCounter,
+    ticker_restarts: IntCounter,
 }
 
 /// Registers a new metric and hands it back: the one way a metric is made. Names, help texts and
@@ -404,6 +432,35 @@ impl Metrics {
                 &r,
                 IntGauge::new("gateway_ready", "1 while the gateway reports ready"),
             ),
+            http_shed: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_http_shed_total",
+                        "Requests and connections answered 503 for load (so that the sender \
+                         resends), by reason",
+                    ),
+                    &["reason"],
+                ),
+            ),
+            http_connections_open: register(
+                &r,
+                IntGauge::new("gateway_http_connections_open", "HTTP connections open now"),
+            ),
+            http_connections_evicted: register(
+                &r,
+                IntCounter::new(
+                    "gateway_http_connections_evicted_total",
+                    "Idle HTTP connections closed to make room for a new one at --max-connections",
+                ),
+            ),
+            ticker_restarts: register(
+                &r,
+                IntCounter::new(
+                    "gateway_ticker_restarts_total",
+                    "Background rounds that panicked (the ticker carries on with the next)",
+                ),
+            ),
             registry: r,
         };
         for reason in [
@@ -428,6 +485,9 @@ impl Metrics {
             metrics
                 .signals_rejected
                 .with_label_values(&[reason.as_str()]);
+        }
+        for reason in Shed::ALL {
+            metrics.http_shed.with_label_values(&[reason.as_str()]);
         }
         metrics
     }

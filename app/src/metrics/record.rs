@@ -8,7 +8,7 @@ use gateway_ports::{
 use gateway_retry::GiveUpReason;
 use gateway_storm::StormType;
 
-use super::{HttpMethod, Metrics, gauge_value, gave_up_label, hash_label};
+use super::{HttpMethod, Metrics, Shed, gauge_value, gave_up_label, hash_label};
 use crate::occurrences::OccurrenceUpdate;
 use crate::outcome::{NotRecorded, Outcome, Rejected};
 
@@ -147,6 +147,26 @@ impl Metrics {
         self.http_request_duration
             .with_label_values(&[method.as_str(), route, &status.to_string()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A request or connection was answered `503` for load.
+    pub fn http_shed(&self, reason: Shed) {
+        self.http_shed.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// The HTTP connections open now.
+    pub fn http_connections_open(&self, open: usize) {
+        self.http_connections_open.set(gauge_value(open));
+    }
+
+    /// An idle connection was closed to make room for a new one.
+    pub fn http_connection_evicted(&self) {
+        self.http_connections_evicted.inc();
+    }
+
+    /// A background round panicked; the ticker carries on.
+    pub fn ticker_restarted(&self) {
+        self.ticker_restarts.inc();
     }
 
     /// Whether the gateway reports ready.
