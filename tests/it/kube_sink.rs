@@ -300,17 +300,53 @@ async fn retry_after_from_a_throttling_api_is_honoured() {
 }
 
 #[tokio::test]
-async fn a_permanent_error_is_not_retried_and_the_sender_is_told_to_resend() {
+async fn a_forbidden_namespace_sends_the_remediation_to_the_fallback_namespace() {
     let rig = Rig::standard().await;
     rig.api
         .faults()
         .fail_next(1, Fault::Status(403), Filter::verb("create"));
-    rig.unrecorded_then_created_on_resend("Forbidden", "permanent")
+    let (status, _, body) = rig
+        .post(vec![alert("Forbidden", "prod", "api-0", "firing")])
         .await;
+    assert_eq!(status, 201, "{body}");
+    let written = rig.remediations();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0]["metadata"]["namespace"], "kubernaut-system");
+    assert_eq!(
+        written[0]["metadata"]["labels"]["kubernaut.io/original-namespace"],
+        "prod"
+    );
     assert_eq!(
         rig.calls("create"),
         2,
-        "a 403 is not retried; then the resend"
+        "a 403 is not retried in its namespace; the fallback namespace takes it"
+    );
+}
+
+#[tokio::test]
+async fn a_remediation_the_api_rejects_for_good_is_answered_rejected_not_resent() {
+    let rig = Rig::standard().await;
+    rig.api
+        .faults()
+        .fail_next(1, Fault::Status(422), Filter::verb("create"));
+    let (status, _, body) = rig
+        .post(vec![
+            alert("Invalid", "prod", "api-0", "firing"),
+            alert("Fine", "prod", "api-1", "firing"),
+        ])
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["outcomes"][0]["outcome"], "rejected", "{body}");
+    assert_eq!(
+        body["outcomes"][1]["outcome"], "created",
+        "the next alert is not blocked"
+    );
+    assert_eq!(
+        metric(
+            &rig.metrics(),
+            "gateway_signals_rejected_total{reason=\"sink_rejected\"}"
+        ),
+        1.0
     );
 }
 

@@ -305,10 +305,16 @@ async fn a_permanent_write_failure_is_not_retried() {
         webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string(),
     )
     .await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Refused for good: answered (not resent), counted.
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.body["outcomes"][0]["outcome"], "rejected");
     let metrics = gw.gateway.metrics_text();
     assert!(
         metrics.contains("gateway_remediation_write_errors_total{reason=\"permanent\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_signals_rejected_total{reason=\"sink_rejected\"} 1"),
         "{metrics}"
     );
     assert!(

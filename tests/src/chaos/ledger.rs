@@ -162,6 +162,7 @@ impl Tally {
             ..Tally::default()
         };
         let mut sampled_budget = remediations.sampled_out.clone();
+        let mut unlisted = Vec::new();
         for key in set.firing() {
             tally.firing += 1;
             let got = answers.get(&key).cloned().unwrap_or_default();
@@ -191,6 +192,17 @@ impl Tally {
                 tally
                     .missing
                     .push(format!("{key:?} never answered 2xx; last: {why}"));
+            } else {
+                unlisted.push((key, got));
+            }
+        }
+        // Alerts answered 2xx only as duplicates (their first occurrence rode in a request
+        // answered 503, whose outcomes the sender does not read) and listed nowhere: each is
+        // covered by a sampled-out count its aggregates have to spare, or it is lost.
+        for (key, got) in unlisted {
+            if let Some(left) = sampled_budget.get_mut(&key.name).filter(|n| **n > 0) {
+                *left -= 1;
+                tally.sampled += 1;
             } else {
                 tally.lost += 1;
                 let said: Vec<&str> = got.iter().map(|(o, _, _)| o.as_str()).collect();
