@@ -185,6 +185,10 @@ pub struct ServeArgs {
     /// With `--storm-window-capacity` it bounds the bytes a storm window buffers.
     #[arg(long, env = "GATEWAY_MAX_LABEL_BYTES", default_value_t = 32 * 1024)]
     pub max_label_bytes: usize,
+    /// Most bytes of signals (labels and annotations) one storm window buffers before its
+    /// aggregate is created: a storm of large alerts holds no more than this per window.
+    #[arg(long, env = "GATEWAY_MAX_WINDOW_BUFFER_BYTES", default_value_t = gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES)]
+    pub max_window_buffer_bytes: u64,
     /// Background writes given up for good that `/debug/dead-letters` keeps (the newest).
     #[arg(long, env = "GATEWAY_MAX_DEAD_LETTERS", default_value_t = 1000)]
     pub max_dead_letters: usize,

@@ -36,6 +36,8 @@ pub struct StormStores {
     pub windows: Arc<dyn WindowStore>,
     /// Distinct resources one window stores at most.
     pub capacity: WindowCapacity,
+    /// Bytes of signals one window's buffer holds at most (`--max-window-buffer-bytes`).
+    pub max_buffer_bytes: u64,
     /// Whether the windows outlive this process (a store shared by replicas): if not, they
     /// are closed and written at shutdown.
     pub shared: bool,
@@ -180,11 +182,10 @@ impl Gateway {
             pending: PendingWrites::new(placement.clone(), outbox, dead_letters.clone()),
             fallback_namespace: fallback_namespace.clone(),
         });
-        let tracker = Arc::new(StormTracker::new(
-            storms.counter,
-            storms.windows,
-            storms.capacity,
-        ));
+        let tracker = Arc::new(
+            StormTracker::new(storms.counter, storms.windows, storms.capacity)
+                .with_max_buffer_bytes(storms.max_buffer_bytes),
+        );
         Gateway {
             intake: Arc::new(SignalIntake {
                 config: config.clone(),

@@ -159,6 +159,7 @@ fn stores(
                         counter: Arc::new(MemoryStormCounter::default()),
                         windows: Arc::new(MemoryWindowStore::new(clock.clone())),
                         capacity: window_capacity,
+                        max_buffer_bytes: args.max_window_buffer_bytes,
                         shared: false,
                     },
                     outbox: Arc::new(MemoryOutbox::default()),
@@ -182,6 +183,7 @@ fn stores(
                         counter: store.clone(),
                         windows: store.clone(),
                         capacity: window_capacity,
+                        max_buffer_bytes: args.max_window_buffer_bytes,
                         // The windows outlive the process: the next start closes them.
                         shared: true,
                     },
@@ -218,6 +220,7 @@ fn stores(
             counter: store.clone(),
             windows: store.clone(),
             capacity: window_capacity,
+            max_buffer_bytes: args.max_window_buffer_bytes,
             shared: true,
         },
         outbox: store,

@@ -18,7 +18,9 @@ const MAX_CONCURRENT: usize = 8;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Above the write deadline (2 s, room for the directory sink's one-second attempt).
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(2500);
-const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// `--max-label-bytes` of the gateway under attack.
+const MAX_LABEL_BYTES: usize = 4096;
 /// The probe's bound on one `/healthz` answer, a fresh connection each time (like the kubelet).
 const PROBE_BOUND: Duration = Duration::from_millis(200);
 
@@ -28,6 +30,8 @@ struct Target {
     addr: SocketAddr,
     base: String,
     served: Arc<ServedGateway>,
+    /// Where its RemediationRequests are written.
+    out: std::path::PathBuf,
 }
 
 impl Target {
@@ -79,8 +83,26 @@ const ROWS: &[Row] = &[
         expected: "413 problem+json",
         run: |t| Box::pin(oversized_body(t)),
     },
-    // --- Rows to come (the lead): 1 MB labels, 10,000 alerts in one webhook, bad namespaces,
-    // colliding keys. Add them here: a `Row` and an `async fn(Target) -> Result<(), String>`.
+    Row {
+        client: "labels of 2 MB (over the body limit), of 1 MB and of 40 KB",
+        expected: "413 payload-too-large; 400 over-limit naming --max-label-bytes and the alert",
+        run: |t| Box::pin(huge_labels(t)),
+    },
+    Row {
+        client: "10,000 alerts in one webhook",
+        expected: "413 over-limit naming --max-alerts-per-request, nothing recorded",
+        run: |t| Box::pin(ten_thousand_alerts(t)),
+    },
+    Row {
+        client: "namespaces `../..`, CRLF, NUL, upper case, 64 characters",
+        expected: "2xx; each RemediationRequest in the fallback namespace, the original recorded",
+        run: |t| Box::pin(bad_namespaces(t)),
+    },
+    Row {
+        client: "colliding keys: namespace a + alert b/c and namespace a/b + alert c, storming",
+        expected: "two storms, two aggregates, neither holding the other's pods",
+        run: |t| Box::pin(colliding_keys(t)),
+    },
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,6 +126,8 @@ async fn every_hostile_client_gets_a_clear_answer_and_health_checks_stay_fast() 
         "2s".to_owned(),
         "--max-body-bytes".to_owned(),
         MAX_BODY_BYTES.to_string(),
+        "--max-label-bytes".to_owned(),
+        MAX_LABEL_BYTES.to_string(),
     ];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let served = Arc::new(ServedGateway::start(&flags, None).await);
@@ -112,6 +136,7 @@ async fn every_hostile_client_gets_a_clear_answer_and_health_checks_stay_fast() 
         addr,
         base: served.base.clone(),
         served: served.clone(),
+        out: out.path().to_owned(),
     };
 
     let probing = Arc::new(AtomicBool::new(true));
@@ -446,6 +471,125 @@ async fn oversized_body(t: Target) -> Result<(), String> {
     let body = declared.text().await.unwrap_or_default();
     if status != 413 || !body.contains("payload-too-large") {
         return Err(format!("declared: {status} {body}"));
+    }
+    Ok(())
+}
+
+/// Posts an Alertmanager webhook of `alerts`: status and body.
+async fn post_alerts(t: &Target, alerts: Vec<serde_json::Value>) -> Result<(u16, String), String> {
+    let body = serde_json::json!({ "version": "4", "status": "firing", "alerts": alerts });
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/signals/prometheus", t.base))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.text().await.unwrap_or_default()))
+}
+
+fn alert(name: &str, namespace: &str, pod: &str) -> serde_json::Value {
+    serde_json::json!({
+        "status": "firing",
+        "labels": { "alertname": name, "namespace": namespace, "pod": pod },
+        "startsAt": "2026-12-01T10:00:00Z",
+    })
+}
+
+async fn huge_labels(t: Target) -> Result<(), String> {
+    let sized = |bytes: usize| {
+        let mut a = alert("Big", "prod", "p0");
+        a["annotations"] = serde_json::json!({ "description": "x".repeat(bytes) });
+        a
+    };
+    let (status, body) = post_alerts(&t, vec![sized(2_000_000)]).await?;
+    if status != 413 || !body.contains("payload-too-large") {
+        return Err(format!("2 MB: {status} {body}"));
+    }
+    for bytes in [1_000_000, 40_000] {
+        let (status, body) =
+            post_alerts(&t, vec![alert("Fine", "prod", "p1"), sized(bytes)]).await?;
+        if status != 400 || !body.contains("--max-label-bytes") || !body.contains("alerts[1]") {
+            return Err(format!("{bytes} bytes: {status} {body}"));
+        }
+    }
+    Ok(())
+}
+
+async fn ten_thousand_alerts(t: Target) -> Result<(), String> {
+    let before =
+        t.metric("gateway_signals_received_total{severity=\"warning\",source=\"prometheus\"}");
+    // Small alerts, so that 10,000 of them fit under the body limit.
+    let alerts = (0..10_000)
+        .map(|n| serde_json::json!({ "status": "firing", "labels": { "alertname": "Many", "pod": format!("p{n}") } }))
+        .collect();
+    let (status, body) = post_alerts(&t, alerts).await?;
+    if status != 413 || !body.contains("--max-alerts-per-request") {
+        return Err(format!("{status} {body}"));
+    }
+    let after =
+        t.metric("gateway_signals_received_total{severity=\"warning\",source=\"prometheus\"}");
+    if after != before {
+        return Err(format!("signals were processed: {before} -> {after}"));
+    }
+    Ok(())
+}
+
+async fn bad_namespaces(t: Target) -> Result<(), String> {
+    let long = "n".repeat(64);
+    let namespaces = ["../..", "a\r\nb", "a\u{0}b", "UPPER", long.as_str()];
+    let alerts = namespaces
+        .iter()
+        .map(|ns| alert("BadNamespace", ns, "p0"))
+        .collect();
+    let (status, body) = post_alerts(&t, alerts).await?;
+    if !(200..300).contains(&status) {
+        return Err(format!("{status} {body}"));
+    }
+    let written: Vec<serde_json::Value> = gateway_tests::read_remediations(&t.out)
+        .into_iter()
+        .filter(|rr| rr["spec"]["signalName"] == "BadNamespace")
+        .collect();
+    for ns in namespaces {
+        let found = written.iter().find(|rr| {
+            rr["spec"]["signalLabels"]["kubernaut.io/original-namespace"].as_str() == Some(ns)
+        });
+        match found {
+            Some(rr) if rr["metadata"]["namespace"] == "kubernaut-system" => {}
+            other => return Err(format!("{ns:?}: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+async fn colliding_keys(t: Target) -> Result<(), String> {
+    // Over the default rate threshold (10 a minute): each pair is a storm of its own.
+    let mut aggregates = Vec::new();
+    for (namespace, name) in [("a", "b/c"), ("a/b", "c")] {
+        let alerts = (0..15)
+            .map(|n| alert(name, namespace, &format!("{namespace}-{name}-{n}")))
+            .collect();
+        let (status, body) = post_alerts(&t, alerts).await?;
+        let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{status} {body}"));
+        }
+        let names: std::collections::BTreeSet<String> = answer["outcomes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["outcome"] == "aggregated" || o["outcome"] == "sampled_out")
+            .filter_map(|o| o["remediation"].as_str().map(str::to_owned))
+            .collect();
+        if names.len() != 1 {
+            return Err(format!(
+                "{namespace} + {name}: aggregates {names:?} in {body}"
+            ));
+        }
+        aggregates.extend(names);
+    }
+    if aggregates[0] == aggregates[1] {
+        return Err(format!("one aggregate for both: {aggregates:?}"));
     }
     Ok(())
 }

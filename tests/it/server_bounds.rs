@@ -225,6 +225,7 @@ async fn a_panicking_round_is_restarted_counted_and_fails_readiness_until_one_co
             counter: Arc::new(MemoryStormCounter::default()),
             windows: Arc::new(MemoryWindowStore::new(clock)),
             capacity: WindowCapacity::default(),
+            max_buffer_bytes: gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES,
             shared: false,
         },
         outbox: Arc::new(gateway_adapter_memory::MemoryOutbox::default()),

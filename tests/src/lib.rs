@@ -68,6 +68,7 @@ impl TestGateway {
                 counter: Arc::new(MemoryStormCounter::default()),
                 windows: Arc::new(MemoryWindowStore::new(clock.clone() as Arc<dyn Clock>)),
                 capacity: WindowCapacity::default(),
+                max_buffer_bytes: gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES,
                 shared: false,
             },
             outbox: Arc::new(gateway_adapter_memory::MemoryOutbox::default()),

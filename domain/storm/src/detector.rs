@@ -58,9 +58,16 @@ use crate::{Closure, Decision, WindowCapacity, WindowKey, classify};
 /// assert!(detector.expire(window.clone(), key.clone(), &lenient, at(20)).is_none());
 /// assert!(detector.expire(window, key, &short, at(20)).is_some(), "closed at once");
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StormDetector {
     capacity: WindowCapacity,
+    max_buffer_bytes: u64,
+}
+
+impl Default for StormDetector {
+    fn default() -> Self {
+        StormDetector::new(WindowCapacity::default())
+    }
 }
 
 /// What one signal did to its window.
@@ -76,9 +83,26 @@ pub struct Step {
 }
 
 impl StormDetector {
-    /// A detector whose windows store at most `capacity` distinct resources each.
+    /// The bytes a window's buffer holds at most when none is configured (1 MiB).
+    pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 1024 * 1024;
+
+    /// A detector whose windows store at most `capacity` distinct resources each, and buffer at
+    /// most [`StormDetector::DEFAULT_MAX_BUFFER_BYTES`].
     pub const fn new(capacity: WindowCapacity) -> Self {
-        StormDetector { capacity }
+        StormDetector {
+            capacity,
+            max_buffer_bytes: Self::DEFAULT_MAX_BUFFER_BYTES,
+        }
+    }
+
+    /// The same detector with windows buffering at most `bytes` of signals
+    /// ([`signal_bytes`](crate::signal_bytes)): past it, the buffer becomes an aggregate
+    /// at once, as a full one does, so a storm of large alerts holds no more than this per window.
+    pub const fn with_max_buffer_bytes(self, bytes: u64) -> Self {
+        StormDetector {
+            max_buffer_bytes: bytes,
+            ..self
+        }
     }
 
     /// Decides what to do with one new, firing, non-duplicate signal arriving at `now`.
@@ -108,10 +132,20 @@ impl StormDetector {
         // An open window takes the signal whether or not the storm still holds: the storm is
         // the window's, not the single signal's.
         let (decision, window) = match (window, classify(counts, settings)) {
-            (Some(mut open), _) => (open.take(key, signal, settings, now, None), Some(open)),
+            (Some(mut open), _) => (
+                open.take(key, signal, settings, now, None, self.max_buffer_bytes),
+                Some(open),
+            ),
             (None, Some(storm_type)) => {
                 let mut open = OpenWindow::open(signal, storm_type, self.capacity, settings, now);
-                let decision = open.take(key, signal, settings, now, Some(storm_type));
+                let decision = open.take(
+                    key,
+                    signal,
+                    settings,
+                    now,
+                    Some(storm_type),
+                    self.max_buffer_bytes,
+                );
                 (decision, Some(open))
             }
             (None, None) => (Decision::Individual, None),
@@ -260,5 +294,33 @@ mod tests {
             panic!("an aggregate")
         };
         assert_eq!(late.closed_at, Some(at(10)), "never past the deadline");
+    }
+
+    #[test]
+    fn a_buffer_over_its_byte_budget_becomes_an_aggregate_at_once() {
+        let big = |n: u64, pod: &str| {
+            let mut s = signal(n, "A", "prod", pod);
+            s.annotations
+                .insert("description".to_owned(), "x".repeat(600));
+            s
+        };
+        // A buffer threshold of 10 resources, but room for one big signal only.
+        let detector = StormDetector::default().with_max_buffer_bytes(1000);
+        let s = settings(1, 100, 10);
+        let first = detector.observe(None, &big(1, "p1"), counts(2, 1), &s, at(0));
+        assert!(matches!(
+            first.decision,
+            Decision::Buffered { buffered: 1, .. }
+        ));
+        let second = detector.observe(first.window, &big(2, "p2"), counts(3, 2), &s, at(1));
+        let Decision::CreateAggregate { aggregate, .. } = second.decision else {
+            panic!("promoted: {:?}", second.decision)
+        };
+        assert_eq!(
+            aggregate.resources.len(),
+            2,
+            "both buffered signals are in it"
+        );
+        assert_eq!(second.window.expect("open").buffered(), 0);
     }
 }

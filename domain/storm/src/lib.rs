@@ -45,7 +45,7 @@ use gateway_ports::{
 
 pub use detector::{Step, StormDetector};
 pub use tracker::{Expired, StormError, StormTracker};
-pub use window::OpenWindow;
+pub use window::{OpenWindow, signal_bytes};
 
 /// The span over which signals are counted for a rate storm.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);

@@ -23,6 +23,9 @@ pub struct OpenWindow {
     /// `Some` while no aggregate exists: the signals to create one by one if the window closes
     /// before its buffer reaches `buffer_threshold`.
     buffer: Option<Vec<Signal>>,
+    /// The bytes of the buffered signals ([`signal_bytes`]).
+    #[serde(default)]
+    buffer_bytes: u64,
     /// Distinct resources stored, in arrival order (at most `capacity`).
     resources: Vec<ResourceRef>,
     /// The same resources, for membership checks (rebuilt from `resources` when loaded).
@@ -32,6 +35,21 @@ pub struct OpenWindow {
     sampled_out: u64,
     /// Signals that arrived while sampling was on: the position that decides which are kept.
     sampling_seq: u64,
+}
+
+/// What a buffered signal costs, roughly: its name, its resource, and its labels' and
+/// annotations' names and values.
+pub fn signal_bytes(signal: &Signal) -> u64 {
+    let text = signal
+        .labels
+        .iter()
+        .chain(&signal.annotations)
+        .map(|(k, v)| k.len() + v.len())
+        .fold(0usize, usize::saturating_add)
+        .saturating_add(signal.name.len())
+        .saturating_add(signal.namespace.len())
+        .saturating_add(signal.resource.name.len());
+    u64::try_from(text).unwrap_or(u64::MAX)
 }
 
 /// When a window closes: after `inactivity_timeout` without a signal, and never later than
@@ -63,6 +81,7 @@ impl OpenWindow {
             first_signal: signal.clone(),
             capacity,
             buffer: Some(Vec::new()),
+            buffer_bytes: 0,
             resources: Vec::new(),
             stored: HashSet::new(),
             alert_count: 0,
@@ -82,7 +101,8 @@ impl OpenWindow {
         self.buffer.as_ref().map_or(0, Vec::len)
     }
 
-    /// Takes in one signal that arrived before the deadline.
+    /// Takes in one signal that arrived before the deadline. A buffer whose signals would hold
+    /// more than `max_buffer_bytes` becomes an aggregate at once, as a full one does.
     pub(crate) fn take(
         &mut self,
         key: WindowKey,
@@ -90,6 +110,7 @@ impl OpenWindow {
         settings: &StormSettings,
         now: Timestamp,
         storm_started: Option<StormType>,
+        max_buffer_bytes: u64,
     ) -> Decision {
         self.alert_count += 1;
         // Callers may pass slightly out-of-order times (receive times racing for a lock); the
@@ -101,9 +122,12 @@ impl OpenWindow {
             // Buffered signals are never sampled: if the buffer is flushed each must come back.
             buffer.push(signal.clone());
             let buffered = buffer.len();
+            self.buffer_bytes = self.buffer_bytes.saturating_add(signal_bytes(signal));
             self.store(&signal.resource);
             // Capped by capacity so the aggregate never lists more resources than a window stores.
-            if self.resources.len() >= threshold(settings.buffer_threshold).min(capacity) {
+            if self.resources.len() >= threshold(settings.buffer_threshold).min(capacity)
+                || self.buffer_bytes > max_buffer_bytes
+            {
                 self.buffer = None;
                 return Decision::CreateAggregate {
                     aggregate: self.snapshot(key, None),

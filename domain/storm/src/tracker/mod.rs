@@ -100,6 +100,16 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
         }
     }
 
+    /// The same tracker with windows buffering at most `bytes` of signals (see
+    /// [`StormDetector::with_max_buffer_bytes`]).
+    #[must_use]
+    pub fn with_max_buffer_bytes(self, bytes: u64) -> Self {
+        StormTracker {
+            detector: self.detector.with_max_buffer_bytes(bytes),
+            ..self
+        }
+    }
+
     /// Takes one new, firing, non-duplicate signal arriving at `now`: counts it, then places it
     /// in its window (see [`StormDetector::observe`]).
     pub async fn observe(
