@@ -423,3 +423,66 @@ async fn duplicates_update_the_occurrence_count_once_per_interval() {
     gw.gateway.tick().await;
     assert_eq!(count(&gw), 7);
 }
+
+#[tokio::test]
+async fn a_panic_while_processing_answers_500_and_releases_what_it_recorded() {
+    let gw = TestGateway::new();
+    gw.faults.panic_next(1);
+    let body = webhook(vec![alert("Down", "prod", "api-0", "firing")]).to_string();
+    let answer = post_json(gw.router(), PROM, body.clone()).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.text
+    );
+    assert!(
+        gw.gateway
+            .metrics_text()
+            .contains("gateway_request_panics_total 1")
+    );
+    // The dedup record is released by a task of its own: the resend is new, not claimed.
+    let mut resend = post_json(gw.router(), PROM, body.clone()).await;
+    for _ in 0..50 {
+        if resend.status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        resend = post_json(gw.router(), PROM, body.clone()).await;
+    }
+    assert_eq!(resend.status, StatusCode::CREATED, "{}", resend.text);
+    assert_eq!(gw.remediations().len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_batch_does_not_stop_its_processing() {
+    let gw = TestGateway::new();
+    gw.faults.delay(Duration::from_millis(200));
+    let body = webhook(vec![
+        alert("Down", "prod", "api-0", "firing"),
+        alert("Down", "prod", "api-1", "firing"),
+        alert("Down", "prod", "api-2", "firing"),
+    ])
+    .to_string();
+    // The client gives up (drops the request) while the first write is under way.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        post_json(gw.router(), PROM, body.clone()),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the client left before the answer");
+    // The processing goes on to its end: every alert of the batch is written and settled.
+    for _ in 0..100 {
+        if gw.remediations().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.remediations().len(), 3);
+    let resend = post_json(gw.router(), PROM, body).await;
+    assert_eq!(resend.status, StatusCode::ACCEPTED, "{}", resend.text);
+    assert_eq!(
+        outcomes(&resend.body),
+        ["duplicate", "duplicate", "duplicate"]
+    );
+}

@@ -135,6 +135,7 @@ pub struct FaultyWriter {
     failures_left: AtomicU32,
     failure: std::sync::Mutex<WriteFailure>,
     delay_ms: AtomicU32,
+    panics_left: AtomicU32,
 }
 
 impl FaultyWriter {
@@ -145,7 +146,13 @@ impl FaultyWriter {
             failures_left: AtomicU32::new(0),
             failure: std::sync::Mutex::new(WriteFailure::Unavailable { retry_after: None }),
             delay_ms: AtomicU32::new(0),
+            panics_left: AtomicU32::new(0),
         }
+    }
+
+    /// Panics in the next `n` calls (a bug in a sink, as the gateway must survive one).
+    pub fn panic_next(&self, n: u32) {
+        self.panics_left.store(n, Ordering::SeqCst);
     }
 
     /// Fails the next `n` calls with `failure`.
@@ -163,6 +170,11 @@ impl FaultyWriter {
     }
 
     async fn gate(&self) -> Result<(), WriteError> {
+        let panicking = self
+            .panics_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        assert!(!panicking, "injected panic in the sink");
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(u64::from(delay))).await;
