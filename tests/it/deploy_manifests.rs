@@ -389,19 +389,40 @@ fn the_configmap_is_mounted_as_a_directory_never_with_subpath() {
     }
 
     let volumes = pod_spec()["volumes"].as_array().unwrap();
-    // Read-only root filesystem and nothing else writable: the kubernetes sink writes nothing
-    // locally.
-    assert_eq!(volumes.len(), 1, "only the config volume: {volumes:?}");
-    let volume = &volumes[0];
+    // Read-only root filesystem; writable only the embedded state's emptyDir (the kubernetes
+    // sink writes nothing locally).
+    assert_eq!(
+        volumes.len(),
+        2,
+        "the config and the state volumes: {volumes:?}"
+    );
+    let volume = volumes
+        .iter()
+        .find(|v| v["configMap"].is_object())
+        .expect("the config volume");
     assert_eq!(volume["configMap"]["name"], CONFIG_MAP);
     assert!(
         volume["configMap"]["items"].is_null(),
         "the whole ConfigMap, every key a file"
     );
+    let state = volumes
+        .iter()
+        .find(|v| v["emptyDir"].is_object())
+        .expect("the state volume");
+    assert!(
+        state["emptyDir"]["sizeLimit"].is_string(),
+        "bounded: {state}"
+    );
     let mounts = container()["volumeMounts"].as_array().unwrap();
-    assert_eq!(
-        mounts.as_slice(),
-        [json!({"name": volume["name"], "mountPath": CONFIG_DIR, "readOnly": true})]
+    assert!(
+        mounts
+            .contains(&json!({"name": volume["name"], "mountPath": CONFIG_DIR, "readOnly": true})),
+        "{mounts:?}"
+    );
+    let state_dir = parsed_cli().serve.state_dir;
+    assert!(
+        mounts.contains(&json!({"name": state["name"], "mountPath": state_dir.to_str().unwrap()})),
+        "--state-dir is the state volume's mount: {mounts:?}"
     );
     assert_eq!(parsed_cli().serve.config_dir, Path::new(CONFIG_DIR));
 }
