@@ -9,6 +9,8 @@
 //! - [`ledger`]: the accounting (created, aggregated, sampled, rejected, lost);
 //! - [`Chaos`]: one run tying them together.
 
+#![allow(clippy::disallowed_methods)] // a harness that waits on and measures real time
+
 pub mod alerts;
 pub mod ledger;
 pub mod process;
