@@ -54,6 +54,7 @@ async fn reopening_keeps_dedup_records_counts_windows_and_outbox_entries() {
     {
         let store = open(dir.path(), &clock);
         store.record(&fingerprint(1), TTL, at(0)).await.unwrap();
+        store.settle(&fingerprint(1)).await.unwrap();
         store
             .count("Disk", &pod("a"), at(0), COUNTING)
             .await
@@ -239,9 +240,9 @@ async fn the_oldest_window_is_evicted_first() {
     assert!(
         matches!(
             store.record(&fingerprint(2), TTL, at(4)).await.unwrap(),
-            Seen::Duplicate { count: 2, .. }
+            Seen::Claimed { count: 2, .. }
         ),
-        "a duplicate does not move a window: fingerprint 1, opened first, went"
+        "a repeat does not move a window: fingerprint 1, opened first, went"
     );
     assert!(matches!(
         store.record(&fingerprint(1), TTL, at(5)).await.unwrap(),

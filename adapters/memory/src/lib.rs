@@ -207,7 +207,7 @@ mod tests {
             .record(&fp(2), TTL, Timestamp::from_secs(6))
             .await
             .unwrap();
-        assert!(matches!(seen, Seen::Duplicate { count: 2, .. }));
+        assert!(matches!(seen, Seen::Claimed { count: 2, .. }), "fp 2 kept");
     }
 
     #[tokio::test]
