@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use gateway_adapter_memory::StaticConfigSource;
 use gateway_ports::settings::{
     RawDedupSettings, RawRetrySettings, RawStormSettings, Threshold, Ttl,
@@ -16,7 +15,7 @@ use gateway_tests::served::ServedGateway;
 use gateway_tests::{TestGateway, alert, webhook};
 use serde_json::Value;
 
-use crate::http_api::send;
+use crate::http_api::post_json;
 
 const HUGE: &str = "300000000000y";
 
@@ -45,12 +44,7 @@ async fn a_reload_beyond_a_bound_is_rejected_naming_key_value_and_bound_and_the_
     )
     .await;
     let client = reqwest::Client::new();
-    let in_force = client
-        .get(format!("{}/config", gw.base))
-        .send()
-        .await
-        .unwrap();
-    let in_force: Value = in_force.json().await.unwrap();
+    let in_force = config_shown(&client, &gw).await;
 
     std::fs::write(
         config.join("storm.yaml"),
@@ -95,12 +89,7 @@ async fn a_reload_beyond_a_bound_is_rejected_naming_key_value_and_bound_and_the_
         "{answer}"
     );
 
-    let now = client
-        .get(format!("{}/config", gw.base))
-        .send()
-        .await
-        .unwrap();
-    let now: Value = now.json().await.unwrap();
+    let now = config_shown(&client, &gw).await;
     for kind in ["storm", "dedup", "retry"] {
         assert_eq!(
             now[kind]["settings"], in_force[kind]["settings"],
@@ -110,23 +99,23 @@ async fn a_reload_beyond_a_bound_is_rejected_naming_key_value_and_bound_and_the_
 
     // A storm under the settings kept: answered, never a 500; the ticker lives on.
     for i in 0..5 {
-        let body = webhook(vec![alert(
-            "DiskFull",
-            "prod",
-            &format!("pod-{i}"),
-            "firing",
-        )]);
-        let status = client
+        let answer = client
             .post(gw.prometheus_url())
-            .json(&body)
+            .header("content-type", "application/json")
+            .body(storm_alert(i))
             .send()
-            .await
-            .unwrap()
-            .status();
+            .await;
+        let status = answer.unwrap().status();
         assert!(status.is_success(), "alert {i}: {status}");
     }
     gw.gateway.tick().await;
     gw.stop().await;
+}
+
+/// What `GET /config` shows.
+async fn config_shown(client: &reqwest::Client, gw: &ServedGateway) -> Value {
+    let answer = client.get(format!("{}/config", gw.base)).send().await;
+    answer.unwrap().json().await.unwrap()
 }
 
 /// Settings at every bound at once (and thresholds at 1, so every alert is a storm).
@@ -158,23 +147,16 @@ fn at_the_bounds(threshold: u32) -> StaticConfigSource {
     config
 }
 
+/// Alert `i` of one storm: one alert name, pod `pod-i`.
+fn storm_alert(i: u32) -> String {
+    let alert = alert("DiskFull", "prod", &format!("pod-{i}"), "firing");
+    webhook(vec![alert]).to_string()
+}
+
 async fn post(gw: &TestGateway, pods: std::ops::Range<u32>) -> Vec<StatusCode> {
     let mut statuses = Vec::new();
     for i in pods {
-        let body = webhook(vec![alert(
-            "DiskFull",
-            "prod",
-            &format!("pod-{i}"),
-            "firing",
-        )]);
-        let answer = send(
-            gw.router(),
-            Method::POST,
-            "/api/v1/signals/prometheus",
-            Some("application/json"),
-            Body::from(body.to_string()),
-        )
-        .await;
+        let answer = post_json(gw.router(), "/api/v1/signals/prometheus", storm_alert(i)).await;
         statuses.push(answer.status);
     }
     statuses
