@@ -29,6 +29,10 @@ bench:
     cargo bench -p gateway-tests --bench hot_reload
     cargo bench -p gateway-tests --bench redis
 
+# Fuzz the three parsers (webhook, Kubernetes event, settings) SECONDS each, one after another, and minimize the corpus into fuzz/corpus (needs nightly and cargo-fuzz)
+fuzz SECONDS="600" *TARGETS:
+    scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
+
 # Validate a config directory offline, like the ConfigMap's own CI would
 check-config DIR="deploy/config":
     cargo run -q -p gateway -- config check {{DIR}}

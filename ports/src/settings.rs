@@ -6,20 +6,35 @@
 //! A settings value is valid by construction: it is built from its `Raw…` twin (what a file says,
 //! every key optional, unknown keys rejected) by `validate`, which reports **every** problem with
 //! the key it concerns, so an operator fixes a file in one round trip.
+//!
+//! Every value has an upper bound as well as a lower one (a named constant each:
+//! [`Threshold::MAX`], [`StormSettings::MAX_WINDOW`], [`Ttl::MAX`], [`RetrySettings::MAX_ATTEMPTS`],
+//! [`RetrySettings::MAX_BACKOFF`]). The bounds are far above any sensible setting and far below
+//! anything that could overflow: a timestamp plus any valid duration, doubled and summed as the
+//! domain does, stays a few hours from the instant it started at, so no reload can make the
+//! arithmetic on settings overflow, saturate into nonsense, or leave the representable calendar.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// A count threshold, at least 1.
+/// A count threshold, between 1 and [`Threshold::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Threshold(u32);
 
 impl Threshold {
-    /// `Some` when `n ≥ 1`.
+    /// The largest threshold accepted: a million signals (or resources) of one alert name is
+    /// already "never" for a storm, and the counts compared with it stay far from overflowing.
+    pub const MAX: u32 = 1_000_000;
+
+    /// `Some` when `1 ≤ n ≤ MAX`.
     pub const fn new(n: u32) -> Option<Self> {
-        if n >= 1 { Some(Threshold(n)) } else { None }
+        if n >= 1 && n <= Self::MAX {
+            Some(Threshold(n))
+        } else {
+            None
+        }
     }
     /// The threshold as a number.
     pub const fn get(self) -> u32 {
@@ -46,16 +61,19 @@ impl Ratio {
     }
 }
 
-/// A deduplication window, at least one second.
+/// A deduplication window, between [`Ttl::MIN`] and [`Ttl::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ttl(Duration);
 
 impl Ttl {
     /// The shortest TTL accepted.
     pub const MIN: Duration = Duration::from_secs(1);
-    /// `Some` when `d ≥ 1 s`.
+    /// The longest TTL accepted: seven days. An alert still firing after a week deserves a new
+    /// RemediationRequest, and every store keeps a key no longer than this.
+    pub const MAX: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+    /// `Some` when `MIN ≤ d ≤ MAX`.
     pub const fn new(d: Duration) -> Option<Self> {
-        if d.as_millis() >= Self::MIN.as_millis() {
+        if d.as_millis() >= Self::MIN.as_millis() && d.as_millis() <= Self::MAX.as_millis() {
             Some(Ttl(d))
         } else {
             None
@@ -108,9 +126,26 @@ impl Problems {
     }
     fn threshold(&mut self, key: &str, n: u32) -> Threshold {
         Threshold::new(n).unwrap_or_else(|| {
-            self.push(key, format!("must be at least 1, got {n}"));
+            if n == 0 {
+                self.push(key, format!("must be at least 1, got {n}"));
+            } else {
+                self.push(key, format!("must be at most {}, got {n}", Threshold::MAX));
+            }
             Threshold(1)
         })
+    }
+    /// Reports `d` when it exceeds `max`; `key` names it.
+    fn at_most(&mut self, key: &str, d: Duration, max: Duration) {
+        if d > max {
+            self.push(
+                key,
+                format!(
+                    "must be at most {}, got {}",
+                    humantime::format_duration(max),
+                    humantime::format_duration(d)
+                ),
+            );
+        }
     }
     fn ratio(&mut self, key: &str, r: f64) -> Ratio {
         Ratio::new(r).unwrap_or_else(|| {
@@ -178,14 +213,17 @@ pub mod human_duration {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StormSettings {
     /// A rate storm: more than this many signals of one alert name within one minute.
+    /// Every threshold lies in 1 ..= [`Threshold::MAX`].
     pub rate_threshold: Threshold,
     /// A pattern storm: more than this many distinct resources hit by one alert name within two minutes.
     pub pattern_threshold: Threshold,
     /// Buffered resources at which one aggregated RemediationRequest is created.
     pub buffer_threshold: Threshold,
-    /// A window (or buffer) that receives no signal for this long closes (or is flushed).
+    /// A window (or buffer) that receives no signal for this long closes (or is flushed);
+    /// greater than zero, at most [`StormSettings::MAX_WINDOW`].
     pub inactivity_timeout: Duration,
-    /// No window lives longer than this, however active.
+    /// No window lives longer than this, however active; at least `inactivity_timeout`, at most
+    /// [`StormSettings::MAX_WINDOW`].
     pub max_window_duration: Duration,
     /// Fill ratio of a window's capacity past which storm signals are sampled.
     pub sampling_threshold: Ratio,
@@ -238,6 +276,16 @@ impl RawStormSettings {
         if self.inactivity_timeout.is_zero() {
             p.push("inactivity_timeout", "must be greater than 0");
         }
+        p.at_most(
+            "inactivity_timeout",
+            self.inactivity_timeout,
+            StormSettings::MAX_WINDOW,
+        );
+        p.at_most(
+            "max_window_duration",
+            self.max_window_duration,
+            StormSettings::MAX_WINDOW,
+        );
         if self.max_window_duration < self.inactivity_timeout {
             p.push(
                 "max_window_duration",
@@ -279,6 +327,13 @@ impl From<&StormSettings> for RawStormSettings {
     }
 }
 
+impl StormSettings {
+    /// The longest `inactivity_timeout` and `max_window_duration` accepted: one hour. A storm
+    /// aggregate is written when its window closes; a window held open longer would keep its
+    /// RemediationRequest from being complete for too long.
+    pub const MAX_WINDOW: Duration = Duration::from_secs(60 * 60);
+}
+
 impl Default for StormSettings {
     fn default() -> Self {
         RawStormSettings::default()
@@ -315,13 +370,17 @@ impl RawDedupSettings {
     pub fn validate(&self) -> Result<DedupSettings, InvalidSettings> {
         let mut p = Problems::default();
         let ttl = Ttl::new(self.ttl).unwrap_or_else(|| {
-            p.push(
-                "ttl",
-                format!(
-                    "must be at least 1s, got {}",
-                    humantime::format_duration(self.ttl)
-                ),
-            );
+            if self.ttl < Ttl::MIN {
+                p.push(
+                    "ttl",
+                    format!(
+                        "must be at least 1s, got {}",
+                        humantime::format_duration(self.ttl)
+                    ),
+                );
+            } else {
+                p.at_most("ttl", self.ttl, Ttl::MAX);
+            }
             Ttl(Ttl::MIN)
         });
         p.finish(DedupSettings { ttl })
@@ -347,15 +406,20 @@ impl Default for DedupSettings {
 pub struct RetrySettings {
     /// Attempts in all, the first included: 1 ≤ n ≤ [`RetrySettings::MAX_ATTEMPTS`].
     pub max_attempts: u32,
-    /// The delay before the second attempt; it doubles each time.
+    /// The delay before the second attempt; it doubles each time. Greater than zero, at most
+    /// [`RetrySettings::MAX_BACKOFF`].
     pub initial_backoff: Duration,
-    /// The longest delay between two attempts (also caps `Retry-After`).
+    /// The longest delay between two attempts (also caps `Retry-After`); at least
+    /// `initial_backoff`, at most [`RetrySettings::MAX_BACKOFF`].
     pub max_backoff: Duration,
 }
 
 impl RetrySettings {
     /// The most attempts a configuration may ask for.
     pub const MAX_ATTEMPTS: u32 = 20;
+    /// The longest `initial_backoff` and `max_backoff` accepted: five minutes. A wait longer
+    /// than that outlives any request's write deadline, and `Retry-After` is capped by it.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 }
 
 /// `retry.yaml` as written.
@@ -396,6 +460,12 @@ impl RawRetrySettings {
         if self.initial_backoff.is_zero() {
             p.push("initial_backoff", "must be greater than 0");
         }
+        p.at_most(
+            "initial_backoff",
+            self.initial_backoff,
+            RetrySettings::MAX_BACKOFF,
+        );
+        p.at_most("max_backoff", self.max_backoff, RetrySettings::MAX_BACKOFF);
         if self.initial_backoff > self.max_backoff {
             p.push(
                 "max_backoff",
@@ -550,7 +620,174 @@ mod tests {
         assert!(err.to_string().contains("rate_treshold"), "{err}");
     }
 
+    /// The one error of `result`, as `key: reason`.
+    fn only_error<T: fmt::Debug>(result: Result<T, InvalidSettings>) -> String {
+        let err = result.unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn thresholds_above_the_bound_are_rejected_naming_key_value_and_bound() {
+        for key in ["rate_threshold", "pattern_threshold", "buffer_threshold"] {
+            let mut raw = serde_json::to_value(RawStormSettings::default()).unwrap();
+            raw[key] = (Threshold::MAX + 1).into();
+            let raw: RawStormSettings = serde_json::from_value(raw.clone()).unwrap();
+            assert_eq!(
+                only_error(raw.validate()),
+                format!("{key}: must be at most 1000000, got 1000001")
+            );
+        }
+        let at_bound = RawStormSettings {
+            rate_threshold: Threshold::MAX,
+            pattern_threshold: Threshold::MAX,
+            buffer_threshold: Threshold::MAX,
+            ..Default::default()
+        };
+        assert!(at_bound.validate().is_ok());
+        assert_eq!(Threshold::new(u32::MAX), None);
+    }
+
+    #[test]
+    fn storm_windows_above_an_hour_are_rejected_naming_key_value_and_bound() {
+        let hour = StormSettings::MAX_WINDOW;
+        let raw = RawStormSettings {
+            max_window_duration: hour + Duration::from_millis(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            only_error(raw.validate()),
+            "max_window_duration: must be at most 1h, got 1h 1ms"
+        );
+        // The value: both keys out of range, each reported once, in file order.
+        let huge = humantime::parse_duration("300000000000y").unwrap();
+        let raw = RawStormSettings {
+            inactivity_timeout: huge,
+            max_window_duration: huge,
+            ..Default::default()
+        };
+        let err = raw.validate().unwrap_err();
+        assert_eq!(keys(&err), ["inactivity_timeout", "max_window_duration"]);
+        assert!(
+            err.errors[0]
+                .reason
+                .starts_with("must be at most 1h, got 300000000000years"),
+            "{err}"
+        );
+        let at_bound = RawStormSettings {
+            inactivity_timeout: hour,
+            max_window_duration: hour,
+            ..Default::default()
+        };
+        assert!(at_bound.validate().is_ok());
+    }
+
+    #[test]
+    fn a_dedup_ttl_above_seven_days_is_rejected_naming_value_and_bound() {
+        let raw = RawDedupSettings {
+            ttl: Ttl::MAX + Duration::from_secs(1),
+        };
+        assert_eq!(
+            only_error(raw.validate()),
+            "ttl: must be at most 7days, got 7days 1s"
+        );
+        assert!(RawDedupSettings { ttl: Ttl::MAX }.validate().is_ok());
+        assert_eq!(Ttl::new(Duration::MAX), None);
+    }
+
+    #[test]
+    fn backoffs_above_five_minutes_are_rejected_naming_key_value_and_bound() {
+        let raw = RawRetrySettings {
+            max_backoff: Duration::from_secs(301),
+            ..Default::default()
+        };
+        assert_eq!(
+            only_error(raw.validate()),
+            "max_backoff: must be at most 5m, got 5m 1s"
+        );
+        let raw = RawRetrySettings {
+            initial_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        assert_eq!(
+            keys(&raw.validate().unwrap_err()),
+            ["initial_backoff", "max_backoff"]
+        );
+        let at_bound = RawRetrySettings {
+            max_attempts: RetrySettings::MAX_ATTEMPTS,
+            initial_backoff: RetrySettings::MAX_BACKOFF,
+            max_backoff: RetrySettings::MAX_BACKOFF,
+        };
+        assert!(at_bound.validate().is_ok());
+    }
+
+    /// Any duration, biased towards the interesting ones: around the bounds, and huge.
+    fn any_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u64..=8 * 24 * 3_600_000).prop_map(Duration::from_millis),
+            any::<u64>().prop_map(Duration::from_secs),
+            Just(Duration::MAX),
+        ]
+    }
+
+    /// The latest instant the gateway renders (RFC 3339 has four-digit years).
+    const LAST_RENDERABLE: crate::Timestamp = crate::Timestamp::from_millis(253_402_300_799_999);
+
     proptest::proptest! {
+        /// Valid settings fit even unchecked arithmetic: an instant up to the year 9000 plus any
+        /// valid duration, doubled and summed with the others as the domain does (window TTLs
+        /// are twice the window plus an hour; a retry budget sums every backoff), neither
+        /// overflows nor leaves the calendar the gateway renders.
+        #[test]
+        fn arithmetic_on_valid_settings_never_overflows(
+            rate in proptest::prelude::any::<u32>(),
+            inactivity in any_duration(),
+            window in any_duration(),
+            ttl in any_duration(),
+            attempts in 0u32..100,
+            initial in any_duration(),
+            max in any_duration(),
+            now_ms in 0u64..220_000_000_000_000,
+        ) {
+            let storm = RawStormSettings {
+                rate_threshold: rate,
+                pattern_threshold: rate,
+                buffer_threshold: rate,
+                inactivity_timeout: inactivity,
+                max_window_duration: window,
+                ..Default::default()
+            }
+            .validate();
+            let dedup = RawDedupSettings { ttl }.validate();
+            let retry = RawRetrySettings {
+                max_attempts: attempts,
+                initial_backoff: initial,
+                max_backoff: max,
+            }
+            .validate();
+            let now = crate::Timestamp::from_millis(now_ms);
+            let mut longest = Vec::new();
+            if let Ok(s) = &storm {
+                proptest::prop_assert!(u64::from(s.rate_threshold.get()) * 2 < u64::from(u32::MAX));
+                let window_ttl = s.max_window_duration * 2 + Duration::from_secs(3600);
+                longest.extend([s.inactivity_timeout + s.max_window_duration, window_ttl]);
+            }
+            if let Ok(s) = &dedup {
+                longest.push(s.ttl.get() * 2);
+            }
+            if let Ok(s) = &retry {
+                longest.push(s.max_backoff * s.max_attempts + s.initial_backoff);
+            }
+            for d in longest {
+                let end = now + d;
+                proptest::prop_assert!(end.as_millis() == now_ms + u64::try_from(d.as_millis()).unwrap());
+                proptest::prop_assert!(end <= LAST_RENDERABLE, "{end:?}");
+                proptest::prop_assert!(end.to_rfc3339().len() == 24);
+            }
+        }
+
         #[test]
         fn validated_retry_settings_always_satisfy_their_invariants(
             attempts in 0u32..30, initial in 0u64..10_000, max in 0u64..10_000,

@@ -54,9 +54,15 @@ impl Timestamp {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 
-    /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-25T17:00:00.123Z`.
+    /// The last instant RFC 3339 can write (its years have four digits).
+    const LAST_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-25T17:00:00.123Z`. An instant
+    /// past the year 9999 (only saturated arithmetic makes one) is written as its last
+    /// millisecond, `9999-12-31T23:59:59.999Z`, never a panic.
     pub fn to_rfc3339(self) -> String {
-        humantime::format_rfc3339_millis(self.to_system_time()).to_string()
+        let t = self.min(Self::LAST_RFC3339);
+        humantime::format_rfc3339_millis(t.to_system_time()).to_string()
     }
 
     /// Parses an RFC 3339 timestamp (`2026-11-25T17:00:00Z`, fractional seconds allowed).
@@ -136,6 +142,16 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2025-11-25T17:00:00Z").unwrap();
         assert_eq!(t, Timestamp::from_secs(1_764_090_000));
         assert!(Timestamp::parse_rfc3339("not a time").is_none());
+    }
+
+    #[test]
+    fn an_instant_past_the_year_9999_renders_as_its_last_millisecond() {
+        let saturated = Timestamp::from_secs(1) + Duration::MAX;
+        assert_eq!(saturated.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp::parse_rfc3339(&saturated.to_rfc3339()),
+            Some(Timestamp::LAST_RFC3339)
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway_adapter_memory::StaticConfigSource;
 use gateway_ports::Timestamp;
-use gateway_ports::settings::RawStormSettings;
+use gateway_ports::settings::{RawStormSettings, Threshold};
 use gateway_tests::{SAMPLE_WEBHOOK, TestGateway, alert, webhook};
 use tower::ServiceExt;
 
@@ -37,8 +37,8 @@ fn bench(c: &mut Criterion) {
     // Storm thresholds out of reach: `create` measures creation, not aggregation.
     let config = StaticConfigSource::default();
     let calm = RawStormSettings {
-        rate_threshold: u32::MAX,
-        pattern_threshold: u32::MAX,
+        rate_threshold: Threshold::MAX,
+        pattern_threshold: Threshold::MAX,
         ..Default::default()
     };
     config.set_storm(calm.validate().unwrap());

@@ -4,6 +4,11 @@
 //! `metadata`, `spec`), so what a user reads here is what the Kubernetes sink would create.
 //! Writes are atomic: a temporary file is linked into place (create: fails if the name exists,
 //! which is `AlreadyExists`) or renamed over it (update), so a reader never sees half a document.
+//! Writes are durable before they are reported: the file's data is synced before it is
+//! published, and the directory after, so the new name survives a power loss too.
+//! A temporary file is `.NAME.PID.N.tmp`; the ones a crashed writer left behind are removed when
+//! a writer opens the directory (one process writes a directory: a temporary file removed under
+//! another writer only fails that write, which is then retried).
 //! Occurrence counts (after `AlreadyExists`, or [`RemediationWriter::record_occurrences`]) are a
 //! read-modify-write under a per-name lock, so two of them never lose one another's count.
 
@@ -86,10 +91,19 @@ fn io_failure(action: &str, path: &Path, e: io::Error) -> WriteError {
 }
 
 impl DirectoryWriter {
-    /// A writer into `dir`, created if missing.
+    /// A writer into `dir`, created if missing. The temporary files a previous writer left
+    /// behind (`.NAME.PID.N.tmp`, nothing else) are removed, and how many is logged.
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
+        let removed = remove_stale_temps(&dir)?;
+        if removed > 0 {
+            tracing::info!(
+                dir = %dir.display(),
+                removed,
+                "removed temporary files an earlier writer left behind"
+            );
+        }
         Ok(DirectoryWriter {
             dir,
             temp_counter: AtomicU64::new(0),
@@ -130,14 +144,7 @@ impl DirectoryWriter {
     }
 
     fn check_name(name: &str) -> Result<(), WriteError> {
-        // Names become file names: refuse anything that could leave the directory.
-        let ok = !name.is_empty()
-            && name.len() <= 253
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            && !name.starts_with('.');
-        if ok {
+        if is_valid_name(name) {
             Ok(())
         } else {
             Err(WriteError::new(
@@ -152,7 +159,7 @@ impl DirectoryWriter {
     fn temp_path(&self, name: &str) -> PathBuf {
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         self.dir
-            .join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+            .join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()))
     }
 
     fn lock_of(&self, name: &str) -> &tokio::sync::Mutex<()> {
@@ -245,18 +252,83 @@ impl DirectoryWriter {
         let text = Self::render(request)?;
         let target = self.path_of(&request.name);
         let temp = self.temp_path(&request.name);
-        tokio::task::spawn_blocking(move || write_file(&temp, &target, text.as_bytes(), replace))
-            .await
-            .map_err(|e| {
-                WriteError::new(
-                    WriteFailure::Unavailable { retry_after: None },
-                    format!("writer task failed: {e}"),
-                )
-            })?
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            write_file(&dir, &temp, &target, text.as_bytes(), replace)
+        })
+        .await
+        .map_err(|e| {
+            WriteError::new(
+                WriteFailure::Unavailable { retry_after: None },
+                format!("writer task failed: {e}"),
+            )
+        })?
     }
 }
 
+/// A resource name that stays a plain file name inside the directory.
+fn is_valid_name(name: &str) -> bool {
+    // Names become file names: refuse anything that could leave the directory.
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !name.starts_with('.')
+}
+
+/// The end of a temporary file's name (`.NAME.PID.N.tmp`).
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Whether `file_name` is a writer's temporary file: `.NAME.PID.N.tmp`, NAME a valid resource
+/// name, PID and N decimal numbers. Nothing else in the directory matches.
+fn is_temp_name(file_name: &str) -> bool {
+    let Some(rest) = file_name
+        .strip_prefix('.')
+        .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
+    else {
+        return false;
+    };
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = rest.rsplitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(pid), Some(name)) => number(n) && number(pid) && is_valid_name(name),
+        _ => false,
+    }
+}
+
+/// Removes the writers' temporary files from `dir` (a crash between creating one and
+/// publishing it leaves it behind); returns how many.
+fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_temp = entry.file_name().to_str().is_some_and(is_temp_name);
+        if !is_temp || !entry.file_type()?.is_file() {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// Syncs `dir` itself: a name linked or renamed into it survives a power loss only then.
+fn sync_dir(dir: &Path) -> Result<(), WriteError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_failure("sync directory", dir, e))
+}
+
+/// Writes `bytes` to `temp`, syncs it, publishes it as `target` (renamed over it when `replace`,
+/// linked when absent otherwise) and syncs `dir`, so what is reported written is durable. A
+/// failure to sync the directory after publishing is reported as a failure: the caller's retry
+/// finds the resource there (`AlreadyExisted`, or an update as far along).
 fn write_file(
+    dir: &Path,
     temp: &Path,
     target: &Path,
     bytes: &[u8],
@@ -271,6 +343,7 @@ fn write_file(
         if replace {
             let existed = target.exists();
             std::fs::rename(temp, target).map_err(|e| io_failure("rename to", target, e))?;
+            sync_dir(dir)?;
             Ok(if existed {
                 Written::Updated
             } else {
@@ -279,7 +352,7 @@ fn write_file(
         } else {
             // A hard link fails when the target exists: create-if-absent in one atomic step.
             match std::fs::hard_link(temp, target) {
-                Ok(()) => Ok(Written::Created),
+                Ok(()) => sync_dir(dir).map(|()| Written::Created),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Written::AlreadyExisted),
                 Err(e) => Err(io_failure("link", target, e)),
             }
@@ -461,6 +534,114 @@ mod tests {
             text.contains("lastOccurrence: 2025-11-25T17:01:40"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_the_writers_own_temporary_names_are_recognised() {
+        for temp in [".rr-1.42.0.tmp", ".rr-storm-abc.def.1.17.tmp", ".a.0.0.tmp"] {
+            assert!(is_temp_name(temp), "{temp}");
+        }
+        for other in [
+            "rr-1.yaml",
+            ".rr-1.yaml",
+            "rr-1.42.0.tmp",
+            ".rr-1.tmp",
+            ".rr-1.42.tmp",
+            ".rr-1.x.0.tmp",
+            ".rr-1.42.0.tmp.bak",
+            ".RR.42.0.tmp",
+            "..42.0.tmp",
+            ".42.0.tmp",
+            ".swp.tmp",
+        ] {
+            assert!(!is_temp_name(other), "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn opening_removes_the_temporary_files_a_writer_left_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        w.create(&request("rr-1", 1)).await.unwrap();
+        // A crash between creating a temporary file and publishing it, twice, by other pids.
+        std::fs::write(dir.path().join(".rr-2.4242.0.tmp"), "half a docu").unwrap();
+        std::fs::write(dir.path().join(".rr-1.77.3.tmp"), "apiVersion: x\n").unwrap();
+        let kept = ["notes.txt", ".hidden.tmp", "rr-3.1.2.tmp", ".rr-4.yaml"];
+        for name in kept {
+            std::fs::write(dir.path().join(name), "someone else's").unwrap();
+        }
+        std::fs::create_dir(dir.path().join(".rr-5.1.1.tmp")).unwrap();
+
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 2);
+        std::fs::write(dir.path().join(".rr-6.1.1.tmp"), "").unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".hidden.tmp",
+                ".rr-4.yaml",
+                ".rr-5.1.1.tmp",
+                "notes.txt",
+                "rr-1.yaml",
+                "rr-3.1.2.tmp"
+            ]
+        );
+        assert_eq!(
+            w.read("rr-1")
+                .await
+                .unwrap()
+                .spec
+                .deduplication
+                .occurrence_count,
+            1
+        );
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_synced_is_a_failure_to_retry() {
+        // Every write above goes through `sync_dir` after publishing; this is its failure.
+        let dir = tempfile::tempdir().unwrap();
+        let err = sync_dir(&dir.path().join("gone")).unwrap_err();
+        assert_eq!(err.failure, WriteFailure::Unavailable { retry_after: None });
+        assert!(
+            err.message.starts_with("sync directory "),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn occurrence_counts_read_from_disk_saturate_and_garbage_is_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = DirectoryWriter::new(dir.path()).unwrap();
+        w.create(&request("rr-1", u64::MAX)).await.unwrap();
+        assert_eq!(
+            w.create(&request("rr-1", 1)).await.unwrap(),
+            Written::AlreadyExisted
+        );
+        let stored = w.read("rr-1").await.unwrap();
+        assert_eq!(stored.spec.deduplication.occurrence_count, u64::MAX);
+
+        let path = w.path_of("rr-1");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let beyond = text.replace("18446744073709551615", "18446744073709551616");
+        for garbage in [beyond, text.replace("18446744073709551615", "-1")] {
+            std::fs::write(&path, garbage).unwrap();
+            let err = w.create(&request("rr-1", 1)).await.unwrap_err();
+            assert_eq!(
+                err.failure,
+                WriteFailure::Rejected {
+                    reason: Rejection::Invalid
+                },
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ pub use dir::{ConfigDir, DirSource};
 pub use documents::{DocumentNames, Documents};
 pub use judge::{Judge, ReloadObserver};
 pub use memory::{MEMORY, MemorySource};
-pub use parse::{ENV_BASE, env_prefix};
+pub use parse::{ENV_BASE, Parsed, env_prefix, parse};
 pub use source::{DocumentSource, ReadDocuments, ReadError};
 pub use watch::{WatchHandle, WatchOptions};
 

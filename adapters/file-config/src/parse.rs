@@ -103,7 +103,10 @@ fn invalid(document: &str, invalid: InvalidSettings) -> Vec<DocumentProblem> {
         .collect()
 }
 
-/// Parses and validates one document's content. `document` names it in errors.
+/// Parses and validates one document's content, as every source's documents are judged: YAML,
+/// defaults ← document ← environment, then `validate`. `document` names it in errors.
+///
+/// Any bytes give settings or the problems found, never a panic (fuzzed: `fuzz/`).
 pub fn parse(
     kind: ConfigKind,
     document: &str,

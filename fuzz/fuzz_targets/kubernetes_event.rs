@@ -1,0 +1,4 @@
+//! libFuzzer target: `gateway_fuzz::kubernetes_event` (fuzz/src/lib.rs says what it checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gateway_fuzz::kubernetes_event(data));
