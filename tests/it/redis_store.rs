@@ -101,7 +101,16 @@ async fn three_replicas_sharing_redis_create_one_remediation_per_alert_burst() {
     for i in 0..30 {
         let (client, base, body) = (client.clone(), replicas[i % 3].base.clone(), body.clone());
         sends.push(tokio::spawn(async move {
-            post(&client, &base, &body).await.unwrap()
+            // As Alertmanager does: a 503 (the alert's first occurrence still being recorded
+            // by another replica: `claimed`) is sent again.
+            for _ in 0..50 {
+                let (status, answer) = post(&client, &base, &body).await.unwrap();
+                if status != 503 {
+                    return (status, answer);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("still 503 after 50 tries")
         }));
     }
     let mut created = 0;

@@ -61,7 +61,7 @@ fn deadline(opened_at: Timestamp, last_activity: Timestamp, s: &StormSettings) -
 /// Whether the `k`-th signal since sampling started is kept: spreads the kept ones evenly, exactly
 /// `rate` of them over any long run, with no randomness so decisions are reproducible.
 fn kept(k: u64, rate: f64) -> bool {
-    ((k + 1) as f64 * rate).floor() > (k as f64 * rate).floor()
+    (k.saturating_add(1) as f64 * rate).floor() > (k as f64 * rate).floor()
 }
 
 impl OpenWindow {
@@ -112,7 +112,7 @@ impl OpenWindow {
         storm_started: Option<StormType>,
         max_buffer_bytes: u64,
     ) -> Decision {
-        self.alert_count += 1;
+        self.alert_count = self.alert_count.saturating_add(1);
         // Callers may pass slightly out-of-order times (receive times racing for a lock); the
         // window's activity never moves back.
         self.last_activity = self.last_activity.max(now);
@@ -144,7 +144,7 @@ impl OpenWindow {
             (settings.sampling_threshold.get() * f64::from(self.capacity.get())).ceil() as usize;
         let keep = if self.resources.len() >= sampling_from {
             let k = self.sampling_seq;
-            self.sampling_seq += 1;
+            self.sampling_seq = self.sampling_seq.saturating_add(1);
             kept(k, settings.sampling_rate.get())
         } else {
             true
@@ -156,7 +156,7 @@ impl OpenWindow {
                 aggregate: self.snapshot(key, None),
             }
         } else {
-            self.sampled_out += 1;
+            self.sampled_out = self.sampled_out.saturating_add(1);
             Decision::SampledOut {
                 aggregate: self.snapshot(key, None),
             }
