@@ -214,6 +214,61 @@ async fn a_storm_buffer_that_goes_quiet_below_its_threshold_is_created_individua
 }
 
 #[tokio::test]
+async fn a_background_write_refused_for_good_is_dead_lettered_not_retried_forever() {
+    let config = StaticConfigSource::default();
+    config.set_storm(
+        RawStormSettings {
+            pattern_threshold: 2,
+            buffer_threshold: 10,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap(),
+    );
+    let gw = TestGateway::with_config(config);
+    for i in 0..3 {
+        let body = webhook(vec![alert(
+            "NodeNotReady",
+            "prod",
+            &format!("p{i}"),
+            "firing",
+        )]);
+        post_json(gw.router(), PROM, body.to_string()).await;
+    }
+    assert_eq!(gw.remediations().len(), 2, "one signal buffered");
+    // The buffer goes quiet; its one signal's write is refused for good.
+    gw.faults.fail_next(
+        1,
+        WriteFailure::Rejected {
+            reason: Rejection::Invalid,
+        },
+    );
+    gw.clock.advance(Duration::from_secs(61));
+    gw.gateway.tick().await;
+    assert_eq!(gw.gateway.pending_writes(), 0, "not queued again");
+    let letters = gw.gateway.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].alert, "NodeNotReady");
+    assert!(
+        gw.gateway
+            .metrics_text()
+            .contains("gateway_dead_letters_total 1")
+    );
+    let answer = crate::http_api::send(
+        gw.router(),
+        axum::http::Method::GET,
+        "/debug/dead-letters",
+        None,
+        axum::body::Body::empty(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["dead_letters"][0]["alert"], "NodeNotReady");
+    gw.gateway.tick().await;
+    assert_eq!(gw.remediations().len(), 2, "never retried");
+}
+
+#[tokio::test]
 async fn a_lowered_threshold_applies_without_restart() {
     let gw = TestGateway::new();
     let send_burst = |prefix: &'static str| {
