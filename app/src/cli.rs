@@ -174,6 +174,10 @@ pub struct ServeArgs {
     /// directory.
     #[arg(long, env = "GATEWAY_STATE_DIR", default_value = "./state")]
     pub state_dir: PathBuf,
+    /// Alert names whose storm counts the memory and embedded state keep (past it, the name
+    /// counted least recently is dropped and counts from zero again).
+    #[arg(long, env = "GATEWAY_MAX_ALERT_NAMES", default_value_t = 10_000)]
+    pub max_alert_names: usize,
     /// Most alerts one request may carry (more: 413). Set Alertmanager's `max_alerts` in the
     /// webhook_config at or below it.
     #[arg(long, env = "GATEWAY_MAX_ALERTS_PER_REQUEST", default_value_t = 1000)]

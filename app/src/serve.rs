@@ -148,6 +148,8 @@ fn stores(
     metrics: &Metrics,
 ) -> anyhow::Result<State> {
     let Some(url) = &args.redis_url else {
+        let max_alert_names = NonZeroUsize::new(args.max_alert_names)
+            .context("--max-alert-names must be at least 1")?;
         return Ok(match args.state {
             StateBackend::Memory => {
                 tracing::warn!(
@@ -156,7 +158,7 @@ fn stores(
                 State {
                     dedup: Arc::new(MemoryDedupStore::new(capacity)),
                     storms: StormStores {
-                        counter: Arc::new(MemoryStormCounter::default()),
+                        counter: Arc::new(MemoryStormCounter::new(max_alert_names)),
                         windows: Arc::new(MemoryWindowStore::new(clock.clone())),
                         capacity: window_capacity,
                         max_buffer_bytes: args.max_window_buffer_bytes,
@@ -169,6 +171,7 @@ fn stores(
             StateBackend::Embedded => {
                 let options = EmbeddedOptions {
                     dedup_capacity: capacity,
+                    max_alert_names,
                     ..EmbeddedOptions::default()
                 };
                 let store = Arc::new(EmbeddedStore::open(
