@@ -14,7 +14,10 @@ use gateway_adapter_memory::{
     MemoryDedupStore, MemoryOutbox, MemoryStormCounter, MemoryWindowStore, SystemClock,
 };
 use gateway_adapter_redis::{RedisOptions, RedisStore, redacted};
-use gateway_ports::{Clock, ConfigControl, ConfigSource, DedupStore, Outbox, RemediationWriter};
+use gateway_ports::{
+    Clock, ConfigControl, ConfigSource, DedupStore, Outbox, RemediationWriter, StormCounter,
+    WindowStore,
+};
 use gateway_storm::WindowCapacity;
 use tokio::net::TcpListener;
 
@@ -138,6 +141,33 @@ struct State {
     name: &'static str,
 }
 
+impl State {
+    /// Every part of the state in one store that outlives this process (the embedded database,
+    /// Redis): its windows are closed by the next start (or another replica), not at shutdown.
+    fn in_one<S>(
+        store: Arc<S>,
+        capacity: WindowCapacity,
+        args: &ServeArgs,
+        name: &'static str,
+    ) -> State
+    where
+        S: DedupStore + StormCounter + WindowStore + Outbox + 'static,
+    {
+        State {
+            dedup: store.clone(),
+            storms: StormStores {
+                counter: store.clone(),
+                windows: store.clone(),
+                capacity,
+                max_buffer_bytes: args.max_window_buffer_bytes,
+                shared: true,
+            },
+            outbox: store,
+            name,
+        }
+    }
+}
+
 /// The state the static settings name: Redis (shared by every replica) when `--redis-url` is
 /// set, else the embedded database in `--state-dir`, or process memory with `--state memory`.
 fn stores(
@@ -180,19 +210,7 @@ fn stores(
                     options,
                 )?);
                 tracing::info!(path = %store.path().display(), "state in the embedded database: it survives a crash");
-                State {
-                    dedup: store.clone(),
-                    storms: StormStores {
-                        counter: store.clone(),
-                        windows: store.clone(),
-                        capacity: window_capacity,
-                        max_buffer_bytes: args.max_window_buffer_bytes,
-                        // The windows outlive the process: the next start closes them.
-                        shared: true,
-                    },
-                    outbox: store,
-                    name: "embedded",
-                }
+                State::in_one(store, window_capacity, args, "embedded")
             }
         });
     };
@@ -217,18 +235,7 @@ fn stores(
     let observed = metrics.clone();
     store.on_availability(move |up| observed.redis_available(up));
     tracing::info!(server = %redacted(url), "dedup and storm state in Redis, shared by every replica");
-    Ok(State {
-        dedup: store.clone(),
-        storms: StormStores {
-            counter: store.clone(),
-            windows: store.clone(),
-            capacity: window_capacity,
-            max_buffer_bytes: args.max_window_buffer_bytes,
-            shared: true,
-        },
-        outbox: store,
-        name: "redis",
-    })
+    Ok(State::in_one(store, window_capacity, args, "redis"))
 }
 
 /// Runs the gateway until `shutdown` resolves — the background round every [`TICK`],
