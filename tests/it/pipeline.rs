@@ -180,8 +180,8 @@ async fn a_burst_across_many_pods_gives_one_aggregate_listing_them() {
     assert_eq!(aggregate["spec"]["stormAlertCount"], 25);
 }
 
-#[tokio::test]
-async fn a_storm_buffer_that_goes_quiet_below_its_threshold_is_created_individually() {
+/// A gateway whose storms start past 2 pods of one alert name and buffer up to 10 resources.
+fn buffering() -> TestGateway {
     let config = StaticConfigSource::default();
     config.set_storm(
         RawStormSettings {
@@ -192,17 +192,26 @@ async fn a_storm_buffer_that_goes_quiet_below_its_threshold_is_created_individua
         .validate()
         .unwrap(),
     );
-    let gw = TestGateway::with_config(config);
-    for i in 0..5 {
+    TestGateway::with_config(config)
+}
+
+/// `NodeNotReady` on pods `p0`… `p{n-1}`, one webhook each.
+async fn node_not_ready(gw: &TestGateway, n: usize) {
+    for i in 0..n {
         let body = webhook(vec![alert(
             "NodeNotReady",
             "prod",
             &format!("p{i}"),
             "firing",
-        )])
-        .to_string();
-        post_json(gw.router(), PROM, body).await;
+        )]);
+        post_json(gw.router(), PROM, body.to_string()).await;
     }
+}
+
+#[tokio::test]
+async fn a_storm_buffer_that_goes_quiet_below_its_threshold_is_created_individually() {
+    let gw = buffering();
+    node_not_ready(&gw, 5).await;
     assert_eq!(
         gw.remediations().len(),
         2,
@@ -215,26 +224,8 @@ async fn a_storm_buffer_that_goes_quiet_below_its_threshold_is_created_individua
 
 #[tokio::test]
 async fn a_background_write_refused_for_good_is_dead_lettered_not_retried_forever() {
-    let config = StaticConfigSource::default();
-    config.set_storm(
-        RawStormSettings {
-            pattern_threshold: 2,
-            buffer_threshold: 10,
-            ..Default::default()
-        }
-        .validate()
-        .unwrap(),
-    );
-    let gw = TestGateway::with_config(config);
-    for i in 0..3 {
-        let body = webhook(vec![alert(
-            "NodeNotReady",
-            "prod",
-            &format!("p{i}"),
-            "firing",
-        )]);
-        post_json(gw.router(), PROM, body.to_string()).await;
-    }
+    let gw = buffering();
+    node_not_ready(&gw, 3).await;
     assert_eq!(gw.remediations().len(), 2, "one signal buffered");
     // The buffer goes quiet; its one signal's write is refused for good.
     gw.faults.fail_next(
