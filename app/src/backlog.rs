@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use gateway_ports::Timestamp;
+use gateway_ports::{StoreError, Timestamp};
 use gateway_storm::Closure;
 
 use crate::aggregates::AggregateWriter;
@@ -37,7 +37,9 @@ impl Backlog {
     /// Takes over a closed window (found by the ticker's expiry check, or by a request whose
     /// signal met its window past its deadline): its final aggregate, or the signals of its
     /// buffer, one RemediationRequest each. `ttl` is the dedup TTL in force, which names them.
-    pub async fn hand_over(&self, closure: Closure, ttl: Duration) {
+    ///
+    /// `Err` when the outbox could not take all of it (the writes are queued in memory anyway).
+    pub async fn hand_over(&self, closure: Closure, ttl: Duration) -> Result<(), StoreError> {
         match closure {
             Closure::Aggregate(aggregate) => {
                 tracing::info!(
@@ -47,11 +49,12 @@ impl Backlog {
                 // The sinks never move a resource backwards, so this final snapshot and a growth
                 // snapshot still waiting in the aggregate writer can land in either order.
                 let request = remediation::for_aggregate(&aggregate, &self.fallback_namespace);
-                self.pending.queue(Op::Update, request).await;
+                self.pending.queue(Op::Update, request).await
             }
             Closure::Flush { key, signals, .. } => {
                 tracing::info!(alert = %key.alert_name, namespace = %key.namespace, signals = signals.len(),
                     "storm buffer went quiet below the buffer threshold: creating its signals individually");
+                let mut stored = Ok(());
                 for signal in signals {
                     let request = remediation::for_signal(
                         &signal,
@@ -59,8 +62,10 @@ impl Backlog {
                         ttl,
                         &self.fallback_namespace,
                     );
-                    self.pending.queue(Op::Create, request).await;
+                    let queued = self.pending.queue(Op::Create, request).await;
+                    stored = stored.and(queued);
                 }
+                stored
             }
         }
     }

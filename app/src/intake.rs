@@ -214,7 +214,10 @@ impl SignalIntake {
             }
         };
         if let Some(closed) = observation.closed {
-            self.backlog
+            // Already deleted by the compare-and-set that placed this signal: the outbox is
+            // where it lives now (an error was logged, and it is queued in memory).
+            let _ = self
+                .backlog
                 .hand_over(closed, settings.dedup.ttl.get())
                 .await;
         }

@@ -76,29 +76,33 @@ impl PendingWrites {
     }
 
     /// Queues a write, durably, replacing an older version of the same resource. When the
-    /// outbox cannot take it, the write is queued in memory all the same (and said loudly).
-    pub async fn queue(&self, op: Op, request: RemediationRequest) {
+    /// outbox cannot take it, the write is queued in memory all the same (and said loudly), and
+    /// the error returned: a caller that can keep the write elsewhere until the outbox is back
+    /// (the ticker keeps the storm window) does.
+    pub async fn queue(&self, op: Op, request: RemediationRequest) -> Result<(), StoreError> {
         let op = match self.queued().get(&request.name) {
             // A queued update followed by a create: the update creates when absent anyway.
             Some(queued) if queued.entry.op == Op::Update => Op::Update,
             _ => op,
         };
         let entry = Entry { op, request };
-        let version = match serde_json::to_vec(&entry) {
-            Ok(bytes) => match self.outbox.put(&entry.request.name, bytes).await {
-                Ok(version) => Some(version),
-                Err(e) => {
-                    tracing::error!(error = %e, name = %entry.request.name,
-                        "the outbox cannot take a background write: it is kept in memory only");
-                    None
-                }
-            },
+        let stored = match serde_json::to_vec(&entry) {
+            Ok(bytes) => self.outbox.put(&entry.request.name, bytes).await,
+            Err(e) => Err(StoreError::Backend {
+                reason: format!("a background write could not be serialised: {e}"),
+                source: None,
+            }),
+        };
+        let version = match &stored {
+            Ok(version) => Some(*version),
             Err(e) => {
-                tracing::error!(error = %e, "a background write could not be serialised");
+                tracing::error!(error = %e, name = %entry.request.name,
+                    "the outbox cannot take a background write: it is kept in memory only");
                 None
             }
         };
         self.insert(Queued { entry, version });
+        stored.map(|_| ())
     }
 
     /// Inserts `queued` unless a newer version of the same resource is queued already.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use gateway_ports::{Settings, Timestamp};
-use gateway_storm::Closure;
+use gateway_storm::{Closing, Closure};
 
 use crate::backlog::Backlog;
 use crate::intake::Storms;
@@ -25,17 +25,36 @@ pub struct Ticker {
 impl Ticker {
     /// One round at `now` under the settings in force: closes quiet storm windows, then writes
     /// what is due.
+    ///
+    /// A window is deleted only after what it leaves is in the outbox: a crash in between finds
+    /// the window again at the next start, never neither of the two.
     pub async fn tick(&self, settings: &Settings, now: Timestamp) {
-        match self.storms.expire(&settings.storm, now).await {
-            Ok(expired) => {
-                self.metrics.storm_windows(expired.open, expired.buffered);
-                self.hand_over(expired.closed, settings).await;
+        match self.storms.due(&settings.storm, now).await {
+            Ok(due) => {
+                self.metrics.storm_windows(due.open, due.buffered);
+                for closing in due.closing {
+                    self.close(closing, settings).await;
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check the storm windows; trying again next tick");
             }
         }
         self.write(now, false).await;
+    }
+
+    /// Hands a due window's closure over, then deletes the window; a window whose closure the
+    /// outbox could not take stays, to be closed again next round.
+    async fn close(&self, closing: Closing, settings: &Settings) {
+        let ttl = settings.dedup.ttl.get();
+        if let Err(e) = self.backlog.hand_over(closing.closure.clone(), ttl).await {
+            tracing::warn!(error = %e, "a closing storm window stays stored until the outbox takes what it leaves");
+            return;
+        }
+        if let Err(e) = self.storms.close(&closing, &settings.storm).await {
+            // Its writes are queued; the next round finds it again and hands the same over.
+            tracing::warn!(error = %e, "cannot delete a closed storm window; trying again next tick");
+        }
     }
 
     /// The last round (graceful shutdown): closes every window this process holds and writes
@@ -62,7 +81,9 @@ impl Ticker {
 
     async fn hand_over(&self, closed: Vec<Closure>, settings: &Settings) {
         for closure in closed {
-            self.backlog
+            // The windows die with the process: memory is all there is.
+            let _ = self
+                .backlog
                 .hand_over(closure, settings.dedup.ttl.get())
                 .await;
         }

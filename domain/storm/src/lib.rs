@@ -44,7 +44,7 @@ use gateway_ports::{
 };
 
 pub use detector::{Step, StormDetector};
-pub use tracker::{Expired, StormError, StormTracker};
+pub use tracker::{Closing, Due, Expired, StormError, StormTracker};
 pub use window::{OpenWindow, signal_bytes};
 
 /// The span over which signals are counted for a rate storm.

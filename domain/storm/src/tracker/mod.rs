@@ -30,6 +30,26 @@ pub enum StormError {
     Windows(#[source] StoreError),
 }
 
+/// A window due to close: the closure it leaves, and what deleting it must name.
+#[derive(Debug, Clone)]
+pub struct Closing {
+    /// What the window leaves: its final aggregate, or its buffer to flush.
+    pub closure: Closure,
+    name: String,
+    version: u64,
+}
+
+/// The windows an expiry check found due, and those still open.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Windows due to close: hand each closure over, then [`StormTracker::close`] it.
+    pub closing: Vec<Closing>,
+    /// Windows still open.
+    pub open: usize,
+    /// Signals held in the buffers of the windows still open.
+    pub buffered: usize,
+}
+
 /// What an expiry check found.
 #[derive(Debug, Default)]
 pub struct Expired {
@@ -166,13 +186,34 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
     }
 
     /// Closes every window whose deadline under `settings` is at or before `now` and that no
-    /// other writer closed first; counts the windows left open.
+    /// other writer closed first; counts the windows left open. The closures come back after
+    /// their windows are deleted: a caller that must not lose one to a crash in between uses
+    /// [`StormTracker::due`] and [`StormTracker::close`] instead.
     pub async fn expire(
         &self,
         settings: &StormSettings,
         now: Timestamp,
     ) -> Result<Expired, StoreError> {
-        let mut expired = Expired::default();
+        let due = self.due(settings, now).await?;
+        let mut expired = Expired {
+            closed: Vec::new(),
+            open: due.open,
+            buffered: due.buffered,
+        };
+        for closing in due.closing {
+            if self.close(&closing, settings).await? {
+                expired.closed.push(closing.closure);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// The windows whose deadline under `settings` is at or before `now`, with what each leaves,
+    /// not yet deleted: the caller hands each closure over where it is durable, then
+    /// [`StormTracker::close`]s the window — so a crash in between closes it again (the same
+    /// closure, the same RemediationRequest names) rather than losing it.
+    pub async fn due(&self, settings: &StormSettings, now: Timestamp) -> Result<Due, StoreError> {
+        let mut due = Due::default();
         for (name, version, window) in self.stored().await? {
             let Some((key, window)) = window else {
                 // Not a window this code can read: drop it rather than trip over it forever.
@@ -183,22 +224,31 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
             };
             let buffered = window.buffered();
             match self.detector.expire(window, key, settings, now) {
-                Some(closure) => {
-                    if self
-                        .windows
-                        .replace(&name, Some(version), None, ttl(settings))
-                        .await?
-                    {
-                        expired.closed.push(closure);
-                    }
-                }
+                Some(closure) => due.closing.push(Closing {
+                    closure,
+                    name,
+                    version,
+                }),
                 None => {
-                    expired.open += 1;
-                    expired.buffered += buffered;
+                    due.open += 1;
+                    due.buffered += buffered;
                 }
             }
         }
-        Ok(expired)
+        Ok(due)
+    }
+
+    /// Deletes a window [`StormTracker::due`] found, if it is still as it was found; `false`
+    /// when another writer changed or closed it first (its closure is then that writer's: the
+    /// same RemediationRequests, so one handed over twice is written twice, never lost).
+    pub async fn close(
+        &self,
+        closing: &Closing,
+        settings: &StormSettings,
+    ) -> Result<bool, StoreError> {
+        self.windows
+            .replace(&closing.name, Some(closing.version), None, ttl(settings))
+            .await
     }
 
     /// Closes every window now, due or not: for a process whose window store dies with it
