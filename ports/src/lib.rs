@@ -7,6 +7,7 @@
 //! For other crates' tests: mockall mocks of the ports (feature `mocks`), and builders of the
 //! vocabulary plus a manual clock in `test_util` (feature `test-util`).
 
+pub mod auth;
 pub mod config;
 pub mod dedup;
 pub mod outbox;
@@ -20,6 +21,7 @@ pub mod test_util;
 pub mod time;
 pub mod window_slot;
 
+pub use auth::{Action, Authenticator, Denial, Verdict};
 pub use config::{
     ChangeListener, ConfigControl, ConfigKind, ConfigSource, ConfigSourceExt, ConfigStatus,
     ReloadRecord, ReloadResult, Settings, SettingsCell,
@@ -40,6 +42,8 @@ pub use storm_history::{StormHistory, resource_member};
 pub use time::{Clock, Timestamp};
 pub use window_slot::{Replacement, WindowSlot};
 
+#[cfg(feature = "mocks")]
+pub use auth::MockAuthenticator;
 #[cfg(feature = "mocks")]
 pub use config::MockConfigSource;
 #[cfg(feature = "mocks")]
