@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +26,11 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::metrics::{Metrics, Shed};
+
+/// The address of the client a request came from, in every request's extensions (one
+/// connection, one peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// What the accept loop enforces per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +199,7 @@ pub async fn accept<T>(
             said = &mut stop => return (open, said),
             Some(_) = open.tasks.join_next(), if !open.tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => open.admit(stream, &app, &http, limits.max),
+                Ok((stream, peer)) => open.admit(stream, peer, &app, &http, limits.max),
                 Err(e) => {
                     // Out of file descriptors (another part of the process holds them): back
                     // off rather than spin; the connections open now still close in time.
@@ -206,7 +212,14 @@ pub async fn accept<T>(
 }
 
 impl Open {
-    fn admit(&mut self, stream: TcpStream, app: &Router, http: &http1::Builder, max: usize) {
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        app: &Router,
+        http: &http1::Builder,
+        max: usize,
+    ) {
         let evict = Arc::new(Notify::new());
         let id = {
             let mut table = self.shared.table();
@@ -231,8 +244,9 @@ impl Open {
         };
         let shared = self.shared.clone();
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             shared.table().request(id, true);
+            request.extensions_mut().insert(Peer(peer));
             let in_flight = InFlight {
                 shared: shared.clone(),
                 id,
