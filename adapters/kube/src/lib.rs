@@ -1,17 +1,20 @@
 //! The Kubernetes side of the gateway:
 //! - [`crd`]: the `RemediationRequest` custom resource (`remediation.kubernaut.io/v1alpha1`);
 //! - the `RemediationWriter` port over the Kubernetes API (kube-rs);
-//! - [`configmap`]: the ConfigMap of the hot-reloadable settings, read and watched through the API.
+//! - [`configmap`]: the ConfigMap of the hot-reloadable settings, read and watched through the API;
+//! - [`tokenreview`]: the `Authenticator` port over `TokenReview` + `SubjectAccessReview`.
 //!
-//! Every API call this crate makes is listed in [`API_CALLS`]; the RBAC in `deploy/` grants
-//! exactly those (a test renders `deploy/` and compares), and the API-server emulator tests check
-//! that the code makes no other.
+//! Every API call this crate makes is listed in [`API_CALLS`] (and, in `--auth tokenreview`
+//! mode, [`TOKENREVIEW_API_CALLS`]); the RBAC in `deploy/` grants exactly those (a test renders
+//! `deploy/` and compares), and the API-server emulator tests check that the code makes no other.
 
 pub mod configmap;
 pub mod crd;
+pub mod tokenreview;
 mod writer;
 
 pub use kube::Client;
+pub use tokenreview::{ReviewError, TokenReviewOptions, TokenReviewer};
 pub use writer::{ApiCallRecord, ClientError, ClientOptions, KubeWriter, client};
 
 /// One kind of Kubernetes API request the gateway makes: what RBAC must allow.
@@ -50,4 +53,13 @@ pub const API_CALLS: &[ApiCall] = &[
     call("", "configmaps", "get"),
     call("", "configmaps", "list"),
     call("", "configmaps", "watch"),
+];
+
+/// The API requests of `--auth tokenreview` ([`tokenreview`]), on top of [`API_CALLS`]: `create`
+/// of the two cluster-scoped review resources. Granted by the kustomize component
+/// `deploy/components/tokenreview/`, not by the base, so that the default token mode holds no
+/// cluster-wide right to review tokens.
+pub const TOKENREVIEW_API_CALLS: &[ApiCall] = &[
+    call("authentication.k8s.io", "tokenreviews", "create"),
+    call("authorization.k8s.io", "subjectaccessreviews", "create"),
 ];

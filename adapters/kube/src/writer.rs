@@ -93,7 +93,7 @@ pub struct ApiCallRecord {
     pub duration: Duration,
 }
 
-type CallObserver = Arc<dyn Fn(&ApiCallRecord) + Send + Sync>;
+pub(crate) type CallObserver = Arc<dyn Fn(&ApiCallRecord) + Send + Sync>;
 
 /// Writes RemediationRequests through the Kubernetes API.
 #[derive(Clone)]
