@@ -1382,3 +1382,218 @@ fn event_type<K>(event: &WatchEvent<K>) -> &'static str {
         WatchEvent::Error(_) => "ERROR",
     }
 }
+
+/// A raw POST to the emulator: status and JSON body.
+async fn post_json(server: &ApiServer, path: &str, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", server.url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn token_and_access_reviews_answer_from_the_tokens_and_grants_set_up() {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let server = ApiServer::start().await;
+    server.grant_token("t-1", "system:serviceaccount:monitoring:am", &["team-a"]);
+    server.grant_token_for("t-2", "bound", &[], &["gateway"]);
+    server.allow("team-a", "create", "gateway.kubernaut.io", "signals");
+    let tokens: Api<TokenReview> = Api::all(server.client());
+    let review = |token: &str, audiences: Option<Vec<String>>| TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.to_owned()),
+            audiences,
+        },
+        ..TokenReview::default()
+    };
+    let pp = PostParams::default();
+
+    let answer = tokens.create(&pp, &review("t-1", None)).await.unwrap();
+    assert_eq!(
+        answer.spec.token.as_deref(),
+        Some("t-1"),
+        "the object is echoed"
+    );
+    let status = answer.status.unwrap();
+    assert_eq!(status.authenticated, Some(true));
+    assert_eq!(
+        status.audiences.unwrap(),
+        [gateway_tests::apiserver::API_AUDIENCE]
+    );
+    let user = status.user.unwrap();
+    assert_eq!(
+        user.username.as_deref(),
+        Some("system:serviceaccount:monitoring:am")
+    );
+    assert_eq!(user.groups.unwrap(), ["team-a"]);
+    assert!(!user.uid.clone().unwrap().is_empty());
+
+    for (token, audiences) in [
+        ("unknown", None),
+        ("t-2", None),
+        ("t-2", Some(vec!["other".to_owned()])),
+    ] {
+        let status = tokens
+            .create(&pp, &review(token, audiences.clone()))
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_ne!(status.authenticated, Some(true), "{token} {audiences:?}");
+        assert!(!status.error.unwrap().is_empty());
+    }
+    let bound = tokens
+        .create(
+            &pp,
+            &review("t-2", Some(vec!["x".to_owned(), "gateway".to_owned()])),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(bound.authenticated, Some(true));
+    assert_eq!(bound.audiences.unwrap(), ["gateway"]);
+
+    let access: Api<SubjectAccessReview> = Api::all(server.client());
+    let ask = |user: &str, groups: &[&str], verb: &str| SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_owned()),
+            groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("gateway.kubernaut.io".to_owned()),
+                resource: Some("signals".to_owned()),
+                verb: Some(verb.to_owned()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let allowed = |r: SubjectAccessReview| r.status.unwrap().allowed;
+    assert!(allowed(
+        access
+            .create(&pp, &ask("u", &["team-a"], "create"))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        access
+            .create(&pp, &ask("u", &["team-b"], "create"))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        access
+            .create(&pp, &ask("u", &["team-a"], "delete"))
+            .await
+            .unwrap()
+    ));
+    server.deny("team-a", "create", "gateway.kubernaut.io", "signals");
+    assert!(!allowed(
+        access
+            .create(&pp, &ask("u", &["team-a"], "create"))
+            .await
+            .unwrap()
+    ));
+    server.revoke_token("t-1");
+    let status = tokens
+        .create(&pp, &review("t-1", None))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_ne!(status.authenticated, Some(true));
+
+    // Logged with their bodies, as create on the review resources; nothing else has a body.
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.verb == "create" && r.status == 201)
+    );
+    assert_eq!(requests[0].group, "authentication.k8s.io");
+    assert_eq!(requests[0].resource, "tokenreviews");
+    assert_eq!(requests[0].body.as_ref().unwrap()["spec"]["token"], "t-1");
+    let last_access = requests
+        .iter()
+        .rev()
+        .find(|r| r.resource == "subjectaccessreviews")
+        .unwrap();
+    assert_eq!(last_access.group, "authorization.k8s.io");
+    assert_eq!(
+        last_access.body.as_ref().unwrap()["spec"]["resourceAttributes"]["verb"],
+        "create"
+    );
+}
+
+#[tokio::test]
+async fn review_requests_are_refused_as_the_api_refuses_them_and_faults_apply() {
+    let server = ApiServer::start().await;
+    let tokens = "/apis/authentication.k8s.io/v1/tokenreviews";
+    let access = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let token_review = |spec: Value| json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec});
+    let access_review = |spec: Value| json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec});
+
+    let (code, status) = post_json(&server, tokens, &token_review(json!({}))).await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (400, Some("BadRequest")),
+        "{status}"
+    );
+    let (code, _) = post_json(&server, tokens, &access_review(json!({"token": "x"}))).await;
+    assert_eq!(code, 400, "the wrong kind");
+    let attributes = json!({"verb": "create", "group": "g", "resource": "r"});
+    let (code, status) = post_json(
+        &server,
+        access,
+        &access_review(json!({"resourceAttributes": attributes})),
+    )
+    .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (422, Some("Invalid")),
+        "no user or group: {status}"
+    );
+    let (code, _) = post_json(&server, access, &access_review(json!({"user": "u"}))).await;
+    assert_eq!(code, 422, "neither resource nor non-resource attributes");
+    let (code, _) = post_json(
+        &server,
+        access,
+        &access_review(json!({"user": "u", "resourceAttributes": attributes, "nonResourceAttributes": {"path": "/", "verb": "get"}})),
+    )
+    .await;
+    assert_eq!(code, 422, "both");
+    let get = reqwest::get(format!("{}{tokens}", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405, "create only");
+    let (code, _) = post_json(
+        &server,
+        "/apis/authentication.k8s.io/v2/tokenreviews",
+        &token_review(json!({"token": "x"})),
+    )
+    .await;
+    assert_eq!(code, 404, "only v1");
+
+    server.faults().fail_next(
+        1,
+        Fault::Status(503),
+        Filter::verb("create").on("subjectaccessreviews"),
+    );
+    let sar = access_review(json!({"user": "u", "resourceAttributes": attributes}));
+    let (code, _) = post_json(&server, access, &sar).await;
+    assert_eq!(code, 503);
+    let (code, answer) = post_json(&server, access, &sar).await;
+    assert_eq!(code, 201);
+    assert_eq!(answer["status"]["allowed"], false);
+    let faulted = server.requests().into_iter().rev().nth(1).unwrap();
+    assert_eq!(faulted.fault.as_deref(), Some("Status(503)"));
+    assert_eq!(faulted.body, None, "faulted before the body was read");
+}

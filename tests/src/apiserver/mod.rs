@@ -35,9 +35,18 @@
 //!   a delay, or a dropped connection; deterministic (`fail_next`) or seeded-random (`set_rate`).
 //! - A log of every request ([`ApiServer::requests`]) with its RBAC verb, group, resource,
 //!   namespace, name, status and fault: what RBAC must allow.
+//! - The review APIs, create only: `authentication.k8s.io/v1` `tokenreviews` and
+//!   `authorization.k8s.io/v1` `subjectaccessreviews` (201 with the object echoed and a
+//!   `status`; 400 without a token, 422 without a user or group or with other than exactly one
+//!   of resource / non-resource attributes), answered from the tokens and grants a test sets up
+//!   ([`ApiServer::grant_token`], [`ApiServer::revoke_token`], [`ApiServer::allow`],
+//!   [`ApiServer::deny`]); their request bodies are logged ([`Recorded::body`]), and faults apply
+//!   (`Filter::resource("tokenreviews")`).
 //!
 //! # What it does not
-//! No authentication or authorization (every request is allowed), no admission webhooks or
+//! No authentication or authorization of its own clients (every request is allowed; the review
+//! APIs answer about tokens, they do not guard the server), no discovery of the review API
+//! groups, no RBAC objects (grants are set up by the test), no admission webhooks or
 //! validating admission policies, no CEL (`x-kubernetes-validations`), no server-side apply
 //! (`application/apply-patch+yaml` is a 415), no `managedFields`, no pagination (`limit` and
 //! `continue` are accepted and ignored: every list is complete), no `resourceVersionMatch=Exact`
@@ -48,6 +57,7 @@
 
 mod faults;
 mod rest;
+mod reviews;
 mod schema;
 mod selector;
 mod store;
@@ -55,6 +65,7 @@ mod validation;
 
 pub(crate) use faults::SplitMix64;
 pub use faults::{Fault, Faults, Filter};
+pub use reviews::API_AUDIENCE;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -182,6 +193,9 @@ pub struct Recorded {
     pub received: std::time::Instant,
     /// When it was answered (`None`: dropped, or still in flight).
     pub answered: Option<std::time::Instant>,
+    /// The body, parsed, of a TokenReview or SubjectAccessReview request (`None` for every
+    /// other request, and for one faulted before it was read).
+    pub body: Option<Value>,
 }
 
 impl Recorded {
@@ -252,6 +266,8 @@ pub(crate) struct Shared {
     pub(crate) open_watches: AtomicUsize,
     /// Namespaces that do not exist: a create in one is a 404 (see [`ApiServer::remove_namespace`]).
     pub(crate) missing_namespaces: Mutex<BTreeSet<String>>,
+    /// Tokens and grants the review APIs answer from.
+    pub(crate) reviews: Mutex<reviews::Authority>,
 }
 
 /// Names the CRD declares (for discovery).
@@ -349,6 +365,7 @@ impl ApiServer {
             next_request: AtomicU64::new(0),
             open_watches: AtomicUsize::new(0),
             missing_namespaces: Mutex::new(BTreeSet::new()),
+            reviews: Mutex::new(reviews::Authority::default()),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         ApiServer {
@@ -396,6 +413,43 @@ impl ApiServer {
     /// kind `namespaces`) unless a fault comes first. Reads and lists are unaffected.
     pub fn remove_namespace(&self, namespace: &str) {
         lock(&self.shared.missing_namespaces).insert(namespace.to_owned());
+    }
+
+    /// From now on `token` authenticates (TokenReview) as `username` in `groups`, with a uid
+    /// and an `extra` credential id, for reviews that ask for [`API_AUDIENCE`] (or no audience).
+    /// Replaces an earlier grant of the same token.
+    pub fn grant_token(&self, token: &str, username: &str, groups: &[&str]) {
+        self.grant_token_for(token, username, groups, &[API_AUDIENCE]);
+    }
+
+    /// Like [`ApiServer::grant_token`], for a token bound to `audiences`: a review authenticates
+    /// it only when it asks for one of them (an empty `spec.audiences` asks for
+    /// [`API_AUDIENCE`]), and its `status.audiences` lists those asked for and bound.
+    pub fn grant_token_for(
+        &self,
+        token: &str,
+        username: &str,
+        groups: &[&str],
+        audiences: &[&str],
+    ) {
+        lock(&self.shared.reviews).grant_token(token, username, groups, audiences);
+    }
+
+    /// From now on `token` does not authenticate (a deleted ServiceAccount or Secret).
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.shared.reviews).revoke_token(token);
+    }
+
+    /// From now on a SubjectAccessReview whose user or one of whose groups is `who`, for `verb`
+    /// on `resource` in API `group`, is allowed (in any namespace), like a ClusterRoleBinding.
+    pub fn allow(&self, who: &str, verb: &str, group: &str, resource: &str) {
+        lock(&self.shared.reviews).allow(who, verb, group, resource);
+    }
+
+    /// Takes back what [`ApiServer::allow`] gave `who` (the binding deleted): such a review is
+    /// answered `allowed: false`, unless another of the subject's names is allowed.
+    pub fn deny(&self, who: &str, verb: &str, group: &str, resource: &str) {
+        lock(&self.shared.reviews).deny(who, verb, group, resource);
     }
 
     /// The fault switchboard.
@@ -524,7 +578,7 @@ async fn handle(
     shared: Arc<Shared>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<rest::Body>, DropConnection> {
-    let call = rest::Call::new(&request);
+    let mut call = rest::Call::new(&request);
     let seq = shared.record(Recorded {
         method: request.method().as_str().to_owned(),
         path: call.path.clone(),
@@ -539,7 +593,9 @@ async fn handle(
         fault: None,
         received: std::time::Instant::now(),
         answered: None,
+        body: None,
     });
+    call.seq = seq;
     let fault = shared
         .faults
         .pick(call.verb, call.resource_name(), call.subresource());

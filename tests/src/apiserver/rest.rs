@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::reviews::{self, Review};
 use super::schema::Cause;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Change, ChangeKind, Notice, Store};
@@ -41,6 +42,8 @@ pub(crate) enum Route {
     Group,
     GroupResources,
     Resource(Target),
+    /// `POST /apis/{authentication,authorization}.k8s.io/v1/{tokenreviews,subjectaccessreviews}`.
+    Review(Review),
     NotFound,
 }
 
@@ -69,6 +72,9 @@ fn route(path: &str) -> Route {
         ["apis", g, v] if *g == group && *v == version => Route::GroupResources,
         ["apis", g, v, rest @ ..] if *g == group && *v == version => {
             resource_route(&[Resource::RemediationRequests], rest)
+        }
+        ["apis", g, v, plural] => {
+            Review::from_path(g, v, plural).map_or(Route::NotFound, Route::Review)
         }
         _ => Route::NotFound,
     }
@@ -108,6 +114,8 @@ pub(crate) struct Call {
     pub(crate) route: Route,
     pub(crate) verb: &'static str,
     pub(crate) content_type: String,
+    /// The request's number in the server's log (set once it is recorded).
+    pub(crate) seq: u64,
 }
 
 impl Call {
@@ -121,6 +129,10 @@ impl Call {
             .iter()
             .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
         let verb = match &route {
+            Route::Review(_) => match method {
+                Method::POST => "create",
+                _ => "",
+            },
             Route::Resource(t) => match method {
                 Method::GET | Method::HEAD => match (&t.name, watching) {
                     (_, true) => "watch",
@@ -158,6 +170,7 @@ impl Call {
             route,
             verb,
             content_type,
+            seq: 0,
         }
     }
 
@@ -169,11 +182,17 @@ impl Call {
     }
 
     pub(crate) fn group(&self) -> &str {
-        self.target().map_or("", |t| t.resource.group())
+        match &self.route {
+            Route::Review(review) => review.group(),
+            _ => self.target().map_or("", |t| t.resource.group()),
+        }
     }
 
     pub(crate) fn resource_name(&self) -> &str {
-        self.target().map_or("", |t| t.resource.plural())
+        match &self.route {
+            Route::Review(review) => review.plural(),
+            _ => self.target().map_or("", |t| t.resource.plural()),
+        }
     }
 
     pub(crate) fn subresource(&self) -> Option<&str> {
@@ -486,6 +505,7 @@ pub(crate) async fn dispatch(
 ) -> Response<Body> {
     let target = match &call.route {
         Route::Resource(t) => t.clone(),
+        Route::Review(review) => return create_review(shared, *review, &call, request).await,
         Route::NotFound => {
             return ApiError::new(404, "the server could not find the requested resource")
                 .with_details(json!({}))
@@ -530,6 +550,36 @@ pub(crate) async fn dispatch(
     match outcome {
         Ok(reply) => reply.response(),
         Err(error) => error.response(),
+    }
+}
+
+/// A TokenReview or SubjectAccessReview: create only, nothing stored; the request body is kept
+/// in the request log ([`super::Recorded::body`]).
+async fn create_review(
+    shared: &Shared,
+    review: Review,
+    call: &Call,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    if call.verb != "create" {
+        return ApiError::method_not_allowed().response();
+    }
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return ApiError::bad_request(format!("reading the body: {e}")).response(),
+    };
+    if body.len() > MAX_BODY {
+        return ApiError::new(413, "Request entity too large: limit is 3145728").response();
+    }
+    let object = match parse_object(call, &body) {
+        Ok(object) => object,
+        Err(error) => return error.response(),
+    };
+    shared.update(call.seq, |r| r.body = Some(object.clone()));
+    let answer = reviews::answer(&lock(&shared.reviews), review, object);
+    match answer {
+        Ok(object) => Reply::new(201, object).response(),
+        Err((code, message)) => ApiError::new(code, message).response(),
     }
 }
 
@@ -606,7 +656,7 @@ fn discovery(shared: &Shared, route: &Route) -> Response<Body> {
                 },
             ],
         }),
-        Route::Resource(_) | Route::NotFound => {
+        Route::Resource(_) | Route::Review(_) | Route::NotFound => {
             return ApiError::new(404, "the server could not find the requested resource")
                 .response();
         }
