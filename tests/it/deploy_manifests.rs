@@ -207,7 +207,12 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
 
 /// (apiGroup, resource, verb) triples the rules of `kind`/`name` grant.
 fn granted(kind: &str, name: &str) -> BTreeSet<(String, String, String)> {
-    let role = find(kind, name);
+    granted_by(find(kind, name))
+}
+
+/// (apiGroup, resource, verb) triples the rules of a Role or ClusterRole grant.
+fn granted_by(role: &Value) -> BTreeSet<(String, String, String)> {
+    let (kind, name) = (&role["kind"], &role["metadata"]["name"]);
     let mut triples = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
         for key in rule.as_object().unwrap().keys() {
@@ -846,4 +851,200 @@ fn promtool_accepts_the_rules_and_they_fire_when_they_should() {
     )
     .unwrap();
     run(&promtool, &["test", "rules", "tests.yaml"], dir.path());
+}
+
+// `--auth tokenreview`: the component deploy/components/tokenreview/.
+
+const TOKENREVIEW_ROLE: &str = "kubernaut-gateway-tokenreview";
+const SENDER_ROLE: &str = "kubernaut-gateway-signal-sender";
+const ADMIN_ROLE: &str = "kubernaut-gateway-admin";
+
+/// `kubectl kustomize DIR`, as JSON values.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let kubectl = std::env::var("GATEWAY_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let output = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{kubectl} kustomize {}`: {e}", dir.display()));
+    assert!(
+        output.status.success(),
+        "`{kubectl} kustomize {}` failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `to` relative to the directory `from` (kustomize takes relative paths only).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to) = (from.canonicalize().unwrap(), to.canonicalize().unwrap());
+    let common = from
+        .components()
+        .zip(to.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut path = PathBuf::new();
+    for _ in from.components().skip(common) {
+        path.push("..");
+    }
+    path.extend(to.components().skip(common));
+    path
+}
+
+/// The base with the component, as an overlay would include it (outside `deploy/`: kustomize
+/// refuses an overlay inside its base's directory).
+fn with_tokenreview() -> &'static [Value] {
+    static RENDERED: OnceLock<Vec<Value>> = OnceLock::new();
+    RENDERED.get_or_init(|| {
+        let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let base = relative(overlay.path(), &deploy_dir());
+        let component = relative(overlay.path(), &deploy_dir().join("components/tokenreview"));
+        std::fs::write(
+            overlay.path().join("kustomization.yaml"),
+            format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                 resources:\n  - {}\ncomponents:\n  - {}\n",
+                base.display(),
+                component.display()
+            ),
+        )
+        .unwrap();
+        kustomize(overlay.path())
+    })
+}
+
+fn find_in<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the render"))
+}
+
+fn triples(calls: &[gateway_adapter_kube::ApiCall]) -> BTreeSet<(String, String, String)> {
+    calls
+        .iter()
+        .map(|c| (c.group.to_owned(), c.resource.to_owned(), c.verb.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_tokenreview_component_adds_only_its_roles_to_the_base_unchanged() {
+    let objects = with_tokenreview();
+    for object in rendered() {
+        assert!(
+            objects.contains(object),
+            "the component changed {} {}",
+            object["kind"],
+            object["metadata"]["name"]
+        );
+    }
+    let added: BTreeSet<(&str, &str)> = objects
+        .iter()
+        .filter(|o| !rendered().contains(o))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        added,
+        BTreeSet::from([
+            ("ClusterRole", TOKENREVIEW_ROLE),
+            ("ClusterRoleBinding", TOKENREVIEW_ROLE),
+            ("ClusterRole", SENDER_ROLE),
+            ("ClusterRole", ADMIN_ROLE),
+            (
+                "ClusterRoleBinding",
+                "kubernaut-gateway-signal-sender-alertmanager"
+            ),
+        ])
+    );
+    for o in objects.iter().filter(|o| !rendered().contains(o)) {
+        assert!(o["metadata"]["namespace"].is_null(), "cluster-scoped: {o}");
+        assert_eq!(o["metadata"]["labels"]["app.kubernetes.io/name"], NAME);
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/part-of"],
+            "kubernaut"
+        );
+    }
+    // The default (token mode) holds no right to review tokens.
+    let base: BTreeSet<_> = granted("ClusterRole", NAME)
+        .union(&granted("Role", CONFIG_MAP))
+        .cloned()
+        .collect();
+    let reviews = triples(gateway_adapter_kube::TOKENREVIEW_API_CALLS);
+    assert!(base.is_disjoint(&reviews), "{base:?}");
+}
+
+#[test]
+fn the_tokenreview_component_grants_the_gateway_exactly_its_review_calls() {
+    let objects = with_tokenreview();
+    let role = find_in(objects, "ClusterRole", TOKENREVIEW_ROLE);
+    assert_eq!(
+        granted_by(role),
+        triples(gateway_adapter_kube::TOKENREVIEW_API_CALLS),
+        "deploy/components/tokenreview/rbac.yaml must grant exactly TOKENREVIEW_API_CALLS"
+    );
+    let binding = find_in(objects, "ClusterRoleBinding", TOKENREVIEW_ROLE);
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TOKENREVIEW_ROLE})
+    );
+    let account = pod_spec()["serviceAccountName"].as_str().unwrap();
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}])
+    );
+}
+
+#[test]
+fn the_sender_and_admin_roles_grant_the_actions_the_gateway_checks() {
+    use gateway_ports::Action;
+    let objects = with_tokenreview();
+    let of = |admin: bool| -> BTreeSet<(String, String, String)> {
+        Action::ALL
+            .into_iter()
+            .filter(|a| a.is_admin() == admin)
+            .map(|a| {
+                (
+                    Action::GROUP.to_owned(),
+                    a.resource().to_owned(),
+                    a.verb().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        granted_by(find_in(objects, "ClusterRole", SENDER_ROLE)),
+        of(false)
+    );
+    assert_eq!(
+        granted_by(find_in(objects, "ClusterRole", ADMIN_ROLE)),
+        of(true)
+    );
+    let example = find_in(
+        objects,
+        "ClusterRoleBinding",
+        "kubernaut-gateway-signal-sender-alertmanager",
+    );
+    assert_eq!(example["roleRef"]["name"], SENDER_ROLE);
+    let subjects = example["subjects"].as_array().unwrap();
+    assert!(!subjects.is_empty());
+    for subject in subjects {
+        assert_eq!(subject["kind"], "ServiceAccount", "{subject}");
+        assert!(subject["namespace"].is_string(), "{subject}");
+    }
+}
+
+#[test]
+fn the_tokenreview_component_renders_on_its_own() {
+    let objects = kustomize(&deploy_dir().join("components/tokenreview"));
+    assert_eq!(objects.len(), 5);
 }
