@@ -212,7 +212,7 @@ async fn an_unknown_token_is_invalid_without_an_access_review() {
 async fn a_revoked_token_works_until_its_cached_verdict_expires_then_is_refused() {
     let api = ApiServer::start().await;
     sender(&api);
-    let ttl = Duration::from_millis(800);
+    let ttl = Duration::from_millis(1500);
     let auth = reviewer(&api, options(ttl));
     let started = Instant::now();
     assert_eq!(
@@ -240,7 +240,7 @@ async fn a_revoked_token_works_until_its_cached_verdict_expires_then_is_refused(
 #[tokio::test]
 async fn denials_are_cached_half_as_long_as_grants() {
     let api = ApiServer::start().await;
-    let ttl = Duration::from_millis(1000);
+    let ttl = Duration::from_millis(2000);
     let auth = reviewer(&api, options(ttl));
     let started = Instant::now();
     assert_eq!(
@@ -332,7 +332,7 @@ async fn an_api_hanging_past_the_timeout_is_unavailable_in_time() {
         );
         let took = started.elapsed();
         assert!(
-            took >= timeout && took < timeout * 3,
+            took >= timeout && took < Duration::from_secs(2),
             "{resource}: gave up after {took:?}"
         );
     }
