@@ -185,7 +185,8 @@ pub fn file_source(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Co
 pub type ConfigMapSource = DocumentSource<ConfigMapDocuments>;
 
 /// Reads one ConfigMap's settings documents through the Kubernetes API: its `storm.yaml`,
-/// `dedup.yaml`, `retry.yaml` and `security.yaml` keys, with one `get` bounded by a timeout (`--kube-timeout`).
+/// `dedup.yaml`, `retry.yaml` and `security.yaml` keys, with one `get` bounded by a timeout
+/// (`--kube-timeout`).
 #[derive(Clone)]
 pub struct ConfigMapDocuments {
     client: Client,

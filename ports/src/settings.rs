@@ -2,7 +2,8 @@
 //! namespaces signals may target.
 //!
 //! Each settings type has exactly the keys of the gateway's ConfigMap files (`storm.yaml`,
-//! `dedup.yaml`, `retry.yaml`, `security.yaml`). Durations are written the human way (`100ms`, `60s`, `5m`).
+//! `dedup.yaml`, `retry.yaml`, `security.yaml`). Durations are written the human way (`100ms`,
+//! `60s`, `5m`).
 //!
 //! A settings value is valid by construction: it is built from its `Raw…` twin (what a file says,
 //! every key optional, unknown keys rejected) by `validate`, which reports **every** problem with
@@ -10,9 +11,10 @@
 //!
 //! Every value has an upper bound as well as a lower one (a named constant each:
 //! [`Threshold::MAX`], [`StormSettings::MAX_WINDOW`], [`Ttl::MAX`], [`RetrySettings::MAX_ATTEMPTS`],
-//! [`RetrySettings::MAX_BACKOFF`], [`NamespaceGlobs::MAX_PATTERNS`], [`NamespaceGlob::MAX_LEN`]). The bounds are far above any sensible setting and far below
-//! anything that could overflow: a timestamp plus any valid duration, doubled and summed as the
-//! domain does, stays a few hours from the instant it started at, so no reload can make the
+//! [`RetrySettings::MAX_BACKOFF`], [`NamespaceGlobs::MAX_PATTERNS`], [`NamespaceGlob::MAX_LEN`]).
+//! The bounds are far above any sensible setting and far below anything that could overflow: a
+//! timestamp plus any valid duration, doubled and summed as the domain does, stays a few hours
+//! from the instant it started at, so no reload can make the
 //! arithmetic on settings overflow, saturate into nonsense, or leave the representable calendar.
 
 use std::fmt;
@@ -1143,7 +1145,8 @@ mod tests {
             let glob = NamespaceGlob::new(&pattern).unwrap();
             let p: Vec<char> = pattern.chars().collect();
             let t: Vec<char> = text.chars().collect();
-            proptest::prop_assert_eq!(glob.matches(&text), naive_matches(&p, &t), "{} on {:?}", pattern, text);
+            let naive = naive_matches(&p, &t);
+            proptest::prop_assert_eq!(glob.matches(&text), naive, "{} on {:?}", pattern, text);
         }
 
         #[test]

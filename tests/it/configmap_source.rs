@@ -34,7 +34,12 @@ const RETRY: &str = "max_attempts: 3\n";
 const SECURITY: &str = "allowed_namespaces: [team-*]\n";
 
 fn seed_data() -> Value {
-    json!({ "storm.yaml": STORM, "dedup.yaml": DEDUP, "retry.yaml": RETRY, "security.yaml": SECURITY })
+    json!({
+        "storm.yaml": STORM,
+        "dedup.yaml": DEDUP,
+        "retry.yaml": RETRY,
+        "security.yaml": SECURITY,
+    })
 }
 
 fn configmap(data: Value) -> ConfigMap {

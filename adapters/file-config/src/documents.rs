@@ -33,8 +33,8 @@ impl Content {
 pub(crate) const MISSING: &str = "missing";
 
 /// The settings documents of one source, read or received as one set: per settings type, the
-/// bytes of its document (`storm.yaml`, `dedup.yaml`, `retry.yaml`, `security.yaml`) or nothing; and whether their
-/// container (the directory, the ConfigMap) exists at all.
+/// bytes of its document (`storm.yaml`, `dedup.yaml`, `retry.yaml`, `security.yaml`) or
+/// nothing; and whether their container (the directory, the ConfigMap) exists at all.
 ///
 /// A source builds one from what it holds — a config directory
 /// ([`ConfigDir`](crate::ConfigDir)), a ConfigMap's `data` ([`Documents::from_data`],
