@@ -18,6 +18,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Supply chain: licenses, bans (wildcards, duplicates) and sources of the dependency tree (deny.toml; advisories need the network: `cargo deny check advisories`)
+deny:
+    cargo deny check bans licenses sources
+
 # Format the whole workspace
 fmt:
     cargo fmt --all

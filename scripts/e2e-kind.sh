@@ -129,6 +129,15 @@ YAML
   fi
 done
 
+# The Deployment mounts the callers' tokens from this Secret (not optional: deploy/README.md,
+# "Caller tokens"); a throwaway token for a throwaway cluster.
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
+token_file="$(mktemp)"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file"
+kubectl -n "$ns" create secret generic kubernaut-gateway-auth --from-file=tokens="$token_file" \
+  --dry-run=client -o yaml | kubectl apply -f -
+rm -f "$token_file"
+
 log "kubectl apply -k deploy/"
 kubectl apply -k deploy/
 kubectl -n "$ns" rollout status deployment/kubernaut-gateway --timeout=180s

@@ -33,8 +33,8 @@ pub enum Command {
 /// `gateway config …`
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a config directory offline (storm.yaml, dedup.yaml, retry.yaml); exit 1 naming
-    /// file, key and reason of every problem.
+    /// Validate a config directory offline (storm.yaml, dedup.yaml, retry.yaml, security.yaml);
+    /// exit 1 naming file, key and reason of every problem.
     Check {
         /// The directory to check.
         dir: PathBuf,
@@ -109,7 +109,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Directory holding storm.yaml, dedup.yaml and retry.yaml (the mounted ConfigMap).
+    /// Directory holding storm.yaml, dedup.yaml, retry.yaml and security.yaml (the mounted
+    /// ConfigMap).
     #[arg(
         long,
         env = "GATEWAY_CONFIG_DIR",

@@ -28,7 +28,7 @@ use gateway_adapter_kube::configmap::{self, ConfigMapWatch};
 use gateway_adapter_kube::{Client, ClientOptions};
 use gateway_ports::{
     ChangeListener, Clock, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, DedupSettings,
-    ReloadRecord, RetrySettings, StormSettings,
+    ReloadRecord, RetrySettings, SecuritySettings, StormSettings,
 };
 
 use crate::cli::{ConfigSourceArg, ServeArgs};
@@ -73,6 +73,9 @@ impl ConfigSource for SettingsSource {
     }
     fn retry(&self) -> Arc<RetrySettings> {
         self.settings.retry()
+    }
+    fn security(&self) -> Arc<SecuritySettings> {
+        self.settings.security()
     }
     fn generation(&self, kind: ConfigKind) -> u64 {
         self.settings.generation(kind)
@@ -182,7 +185,8 @@ pub fn file_source(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Co
 pub type ConfigMapSource = DocumentSource<ConfigMapDocuments>;
 
 /// Reads one ConfigMap's settings documents through the Kubernetes API: its `storm.yaml`,
-/// `dedup.yaml` and `retry.yaml` keys, with one `get` bounded by a timeout (`--kube-timeout`).
+/// `dedup.yaml`, `retry.yaml` and `security.yaml` keys, with one `get` bounded by a timeout
+/// (`--kube-timeout`).
 #[derive(Clone)]
 pub struct ConfigMapDocuments {
     client: Client,

@@ -15,7 +15,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
+use gateway_ports::settings::{
+    RawDedupSettings, RawRetrySettings, RawSecuritySettings, RawStormSettings,
+};
 use gateway_ports::{ConfigControl, ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
 use gateway_signal::PayloadError;
 use serde::Serialize;
@@ -393,6 +395,7 @@ async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
             ConfigKind::Storm => json!(RawStormSettings::from(&*settings.storm)),
             ConfigKind::Dedup => json!(RawDedupSettings::from(&*settings.dedup)),
             ConfigKind::Retry => json!(RawRetrySettings::from(&*settings.retry)),
+            ConfigKind::Security => json!(RawSecuritySettings::from(&*settings.security)),
         };
         let status = statuses.iter().find(|s| s.kind == kind);
         body.insert(

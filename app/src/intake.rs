@@ -10,6 +10,11 @@
 //! request's deadline, and a signal whose turn comes after it is `not_recorded` untried; storm
 //! windows' growth and closing are written by the ticker, never by a waiting request.
 //!
+//! Before anything is recorded, a signal's target namespace is checked against the
+//! `allowed_namespaces` of `security.yaml` ([`SignalIntake::out_of_scope`]): one outside them is
+//! `rejected` there and then — no dedup record, no storm count, nothing written — and counted
+//! (`gateway_signals_rejected_total{reason="namespace_not_allowed"}`).
+//!
 //! A dedup record is held by a [`Recording`] until the signal's outcome is settled: if the
 //! processing is abandoned half-way (a panic), the record is released, so nothing stays marked
 //! as seen without a RemediationRequest behind it.
@@ -18,9 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
+use gateway_ports::settings::truncated;
 use gateway_ports::{
-    ConfigSource, ConfigSourceExt, DedupStore, RetrySettings, Settings, Signal, StormCounter,
-    Timestamp, WindowStore, Written,
+    ConfigSource, ConfigSourceExt, DedupStore, RetrySettings, SecuritySettings, Settings, Signal,
+    StormCounter, Timestamp, WindowStore, Written,
 };
 use gateway_storm::{Aggregate, Decision, StormError, StormTracker};
 
@@ -30,6 +36,10 @@ use crate::outcome::{AlertOutcome, NotRecorded, Outcome, Rejected, Unrecorded};
 use crate::placement::{NotPlaced, Placement};
 use crate::remediation;
 use crate::writer::{Deadline, Op};
+
+/// The most characters of a refused namespace repeated in the answer and the log: a namespace
+/// has at most 63, a sender may write anything.
+const NAMESPACE_SHOWN: usize = 64;
 
 /// Storm detection over whichever stores the gateway was built with.
 pub type Storms = StormTracker<dyn StormCounter, dyn WindowStore>;
@@ -97,7 +107,11 @@ impl SignalIntake {
         let mut unrecorded = None;
         for signal in signals {
             self.metrics.signal_received(&signal);
-            let result = if deadline.remaining().is_zero() {
+            // Refused before the deadline is even looked at: it costs no IO, and a refusal is
+            // the same answer however late it comes.
+            let result = if let Some(refused) = self.out_of_scope(&signal, &settings.security) {
+                Ok(refused)
+            } else if deadline.remaining().is_zero() {
                 self.metrics.unrecorded(NotRecorded::Deadline);
                 Err(Unrecorded::new(
                     &signal,
@@ -122,6 +136,28 @@ impl SignalIntake {
             outcomes,
             unrecorded,
         }
+    }
+
+    /// `Some(rejected)` when `signal` targets a namespace `security.yaml` does not allow. The
+    /// namespace checked is the signal's, verbatim; a signal without one (a cluster-scoped
+    /// target) is checked as the `--fallback-namespace` its RemediationRequest would land in.
+    fn out_of_scope(&self, signal: &Signal, security: &SecuritySettings) -> Option<AlertOutcome> {
+        let (namespace, whose) = if signal.namespace.is_empty() {
+            (self.fallback_namespace.as_str(), "fallback namespace")
+        } else {
+            (signal.namespace.as_str(), "namespace")
+        };
+        if security.allowed_namespaces.allows(namespace) {
+            return None;
+        }
+        let namespace = truncated(namespace, NAMESPACE_SHOWN);
+        tracing::info!(alert = %truncated(&signal.name, NAMESPACE_SHOWN), %namespace,
+            "signal refused: its namespace is not in security.yaml's allowed_namespaces");
+        self.metrics.rejected(Rejected::NamespaceNotAllowed);
+        Some(AlertOutcome::rejected(
+            signal,
+            format!("{whose} {namespace:?} is not allowed (security.yaml allowed_namespaces)"),
+        ))
     }
 
     async fn one(

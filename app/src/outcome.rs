@@ -26,8 +26,9 @@ pub enum Outcome {
     SampledOut,
     /// Not a signal the gateway acts on (a `Normal` Kubernetes event).
     Ignored,
-    /// Refused for good (the sink refuses its RemediationRequest in any namespace): answered so
-    /// that the sender does not resend what can never succeed; `detail` says why.
+    /// Refused for good (its target namespace is not allowed by `security.yaml`, or the sink
+    /// refuses its RemediationRequest in any namespace): answered so that the sender does not
+    /// resend what can never succeed; `detail` says why.
     Rejected,
     /// Not recorded (a store or the sink failed, or the request's time ran out): the request is
     /// answered 503 and the sender resends it; `detail` says why.
@@ -151,16 +152,19 @@ impl AlertOutcome {
 pub enum Rejected {
     /// The sink refuses its RemediationRequest in any namespace (schema, name, size).
     SinkRejected,
+    /// Its target namespace matches none of `security.yaml`'s `allowed_namespaces`.
+    NamespaceNotAllowed,
 }
 
 impl Rejected {
     /// Every reason, for metric series that exist from the start.
-    pub const ALL: [Rejected; 1] = [Rejected::SinkRejected];
+    pub const ALL: [Rejected; 2] = [Rejected::SinkRejected, Rejected::NamespaceNotAllowed];
 
     /// The metric label.
     pub const fn as_str(self) -> &'static str {
         match self {
             Rejected::SinkRejected => "sink_rejected",
+            Rejected::NamespaceNotAllowed => "namespace_not_allowed",
         }
     }
 }

@@ -29,7 +29,8 @@ pub fn kubernetes_event(body: &[u8]) {
 }
 
 /// A settings document as a config file goes through it (YAML, figment: defaults ← document,
-/// `validate`); the first byte picks the type (storm, dedup, retry), the rest is the document.
+/// `validate`); the first byte picks the type (storm, dedup, retry, security), the rest is the
+/// document.
 /// Valid settings then go through what the gateway does with them: the audit map, and every
 /// duration added to now (deadlines, expiries), doubled as window TTLs are, and rendered.
 pub fn settings(data: &[u8]) {
@@ -45,6 +46,15 @@ pub fn settings(data: &[u8]) {
         Parsed::Storm(s) => vec![s.inactivity_timeout, s.max_window_duration],
         Parsed::Dedup(s) => vec![s.ttl.get()],
         Parsed::Retry(s) => vec![s.initial_backoff, s.max_backoff * s.max_attempts],
+        Parsed::Security(s) => {
+            // Every valid pattern list is matched against, with its patterns' own text too.
+            let globs = &s.allowed_namespaces;
+            let _ = globs.allows("kubernaut-system");
+            for glob in globs.patterns() {
+                let _ = globs.allows(glob.as_str());
+            }
+            Vec::new()
+        }
     };
     for d in durations {
         let _ = (RECEIVED + d * 2).to_rfc3339();

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 
-use crate::settings::{DedupSettings, RetrySettings, StormSettings};
+use crate::settings::{DedupSettings, RetrySettings, SecuritySettings, StormSettings};
 
-/// The three independently reloadable settings types, one per ConfigMap file.
+/// The independently reloadable settings types, one per ConfigMap file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConfigKind {
     /// `storm.yaml`
@@ -18,18 +18,36 @@ pub enum ConfigKind {
     Dedup,
     /// `retry.yaml`
     Retry,
+    /// `security.yaml`
+    Security,
 }
 
 impl ConfigKind {
     /// All kinds, in a stable order.
-    pub const ALL: [ConfigKind; 3] = [ConfigKind::Storm, ConfigKind::Dedup, ConfigKind::Retry];
+    pub const ALL: [ConfigKind; 4] = [
+        ConfigKind::Storm,
+        ConfigKind::Dedup,
+        ConfigKind::Retry,
+        ConfigKind::Security,
+    ];
 
-    /// The metric label value (`storm`, `dedup`, `retry`).
+    /// The position of this kind in [`ConfigKind::ALL`]: an index for per-kind arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            ConfigKind::Storm => 0,
+            ConfigKind::Dedup => 1,
+            ConfigKind::Retry => 2,
+            ConfigKind::Security => 3,
+        }
+    }
+
+    /// The metric label value (`storm`, `dedup`, `retry`, `security`).
     pub const fn as_str(self) -> &'static str {
         match self {
             ConfigKind::Storm => "storm",
             ConfigKind::Dedup => "dedup",
             ConfigKind::Retry => "retry",
+            ConfigKind::Security => "security",
         }
     }
 
@@ -39,6 +57,7 @@ impl ConfigKind {
             ConfigKind::Storm => "storm.yaml",
             ConfigKind::Dedup => "dedup.yaml",
             ConfigKind::Retry => "retry.yaml",
+            ConfigKind::Security => "security.yaml",
         }
     }
 }
@@ -58,6 +77,8 @@ pub struct Settings {
     pub dedup: Arc<DedupSettings>,
     /// Retry settings.
     pub retry: Arc<RetrySettings>,
+    /// Security settings (the namespaces signals may target).
+    pub security: Arc<SecuritySettings>,
 }
 
 /// Called after a settings type has been replaced.
@@ -73,7 +94,7 @@ pub type ChangeListener = Box<dyn Fn(ConfigKind) + Send + Sync>;
 /// - [`ConfigSource::generation`] rises by one each time a type's settings are replaced, and the
 ///   listeners registered with [`ConfigSource::on_change`] are called after the new value is visible.
 ///
-/// One snapshot of all three types is [`ConfigSourceExt::snapshot`], which every source has.
+/// One snapshot of every type is [`ConfigSourceExt::snapshot`], which every source has.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait ConfigSource: Send + Sync + fmt::Debug {
     /// The storm settings in force.
@@ -82,6 +103,8 @@ pub trait ConfigSource: Send + Sync + fmt::Debug {
     fn dedup(&self) -> Arc<DedupSettings>;
     /// The retry settings in force.
     fn retry(&self) -> Arc<RetrySettings>;
+    /// The security settings in force.
+    fn security(&self) -> Arc<SecuritySettings>;
     /// How many times `kind` has been replaced since start (0 = the initial value).
     fn generation(&self, kind: ConfigKind) -> u64;
     /// Registers a listener, called with the kind after each replacement.
@@ -92,11 +115,11 @@ pub trait ConfigSource: Send + Sync + fmt::Debug {
 ///
 /// An extension rather than a provided method of `ConfigSource`, so that there is one definition
 /// (a source cannot override it) and a mock of `ConfigSource` (`MockConfigSource`) mocks only the
-/// accessors: `snapshot` on a mock calls the mocked `storm`, `dedup` and `retry`.
+/// accessors: `snapshot` on a mock calls the mocked `storm`, `dedup`, `retry` and `security`.
 pub trait ConfigSourceExt: ConfigSource {
-    /// One snapshot of all three types: what a request works with from start to end.
+    /// One snapshot of every type: what a request works with from start to end.
     ///
-    /// Each type is read once (one atomic load each); the three reads are not one step, so a
+    /// Each type is read once (one atomic load each); the reads are not one step, so a
     /// reload between them gives a snapshot whose types come from different generations, each
     /// of them valid.
     fn snapshot(&self) -> Settings;
@@ -108,6 +131,7 @@ impl<C: ConfigSource + ?Sized> ConfigSourceExt for C {
             storm: self.storm(),
             dedup: self.dedup(),
             retry: self.retry(),
+            security: self.security(),
         }
     }
 }
@@ -120,7 +144,8 @@ pub struct SettingsCell {
     storm: ArcSwap<StormSettings>,
     dedup: ArcSwap<DedupSettings>,
     retry: ArcSwap<RetrySettings>,
-    generations: [AtomicU64; 3],
+    security: ArcSwap<SecuritySettings>,
+    generations: [AtomicU64; ConfigKind::ALL.len()],
     listeners: Mutex<Vec<ChangeListener>>,
 }
 
@@ -130,6 +155,7 @@ impl fmt::Debug for SettingsCell {
             .field("storm", &self.storm.load())
             .field("dedup", &self.dedup.load())
             .field("retry", &self.retry.load())
+            .field("security", &self.security.load())
             .finish_non_exhaustive()
     }
 }
@@ -140,25 +166,31 @@ impl Default for SettingsCell {
             StormSettings::default(),
             DedupSettings::default(),
             RetrySettings::default(),
+            SecuritySettings::default(),
         )
     }
 }
 
 impl SettingsCell {
     /// A cell holding these initial values (generation 0).
-    pub fn new(storm: StormSettings, dedup: DedupSettings, retry: RetrySettings) -> Self {
+    pub fn new(
+        storm: StormSettings,
+        dedup: DedupSettings,
+        retry: RetrySettings,
+        security: SecuritySettings,
+    ) -> Self {
         SettingsCell {
             storm: ArcSwap::from_pointee(storm),
             dedup: ArcSwap::from_pointee(dedup),
             retry: ArcSwap::from_pointee(retry),
+            security: ArcSwap::from_pointee(security),
             generations: Default::default(),
             listeners: Mutex::new(Vec::new()),
         }
     }
 
     fn bump(&self, kind: ConfigKind) {
-        let index = ConfigKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.generations[index].fetch_add(1, Ordering::AcqRel);
+        self.generations[kind.index()].fetch_add(1, Ordering::AcqRel);
         // A listener that panicked poisoned the lock; the list itself is still sound.
         let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         for listener in listeners.iter() {
@@ -181,6 +213,11 @@ impl SettingsCell {
         self.retry.store(Arc::new(s));
         self.bump(ConfigKind::Retry);
     }
+    /// Replaces the security settings in one atomic step.
+    pub fn set_security(&self, s: SecuritySettings) {
+        self.security.store(Arc::new(s));
+        self.bump(ConfigKind::Security);
+    }
 }
 
 impl ConfigSource for SettingsCell {
@@ -193,9 +230,11 @@ impl ConfigSource for SettingsCell {
     fn retry(&self) -> Arc<RetrySettings> {
         self.retry.load_full()
     }
+    fn security(&self) -> Arc<SecuritySettings> {
+        self.security.load_full()
+    }
     fn generation(&self, kind: ConfigKind) -> u64 {
-        let index = ConfigKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.generations[index].load(Ordering::Acquire)
+        self.generations[kind.index()].load(Ordering::Acquire)
     }
     fn on_change(&self, listener: ChangeListener) {
         self.listeners
@@ -297,6 +336,29 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_has_its_index_and_file() {
+        for (i, kind) in ConfigKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+            assert_eq!(kind.file_name(), format!("{}.yaml", kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_security_replacement_bumps_only_its_generation() {
+        let cell = SettingsCell::default();
+        let before = cell.snapshot();
+        let none = crate::settings::RawSecuritySettings {
+            allowed_namespaces: Vec::new(),
+        }
+        .validate()
+        .unwrap();
+        cell.set_security(none.clone());
+        assert!(before.security.allowed_namespaces.allows("default"));
+        assert_eq!(*cell.snapshot().security, none);
+        assert_eq!(ConfigKind::ALL.map(|k| cell.generation(k)), [0, 0, 0, 1]);
+    }
+
+    #[test]
     fn listeners_hear_each_replacement_with_its_kind() {
         let cell = SettingsCell::default();
         let heard = Arc::new(AtomicUsize::new(0));
@@ -331,6 +393,10 @@ mod tests {
             .expect_retry()
             .times(1)
             .return_const(Arc::new(RetrySettings::default()));
+        config
+            .expect_security()
+            .times(1)
+            .return_const(Arc::new(SecuritySettings::default()));
         let source: &dyn ConfigSource = &config;
         assert_eq!(*source.snapshot().dedup, dedup);
     }

@@ -33,8 +33,8 @@ pub use remediation::{
     RemediationWriter, StormInfo, WriteError, WriteFailure, Written,
 };
 pub use settings::{
-    DedupSettings, InvalidSettings, Ratio, RetrySettings, SettingError, StormSettings, Threshold,
-    Ttl,
+    DedupSettings, InvalidSettings, NamespaceGlob, NamespaceGlobs, Ratio, RetrySettings,
+    SecuritySettings, SettingError, StormSettings, Threshold, Ttl,
 };
 pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
 pub use storm::{Counting, StoredWindow, StormCounter, StormCounts, WindowStore};

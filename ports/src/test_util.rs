@@ -46,10 +46,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
+use crate::settings::{RawDedupSettings, RawRetrySettings, RawSecuritySettings, RawStormSettings};
 use crate::{
-    Clock, DedupSettings, Fingerprint, InvalidSettings, ResourceRef, RetrySettings, Severity,
-    Signal, SignalSource, SignalStatus, StormSettings, Timestamp,
+    Clock, DedupSettings, Fingerprint, InvalidSettings, ResourceRef, RetrySettings,
+    SecuritySettings, Severity, Signal, SignalSource, SignalStatus, StormSettings, Timestamp,
 };
 
 // ---- Instants ----
@@ -579,6 +579,41 @@ impl RetrySettingsBuilder {
     #[track_caller]
     pub fn build(self) -> RetrySettings {
         valid("RetrySettings", self.0.validate())
+    }
+}
+
+/// A [`SecuritySettingsBuilder`] starting from the `security.yaml` defaults (every namespace).
+///
+/// ```
+/// use gateway_ports::test_util::security_settings;
+///
+/// assert!(security_settings().build().allowed_namespaces.allows("anything"));
+/// let teams = security_settings().allowed_namespaces(["team-*"]).build();
+/// assert!(teams.allowed_namespaces.allows("team-a"));
+/// assert!(!teams.allowed_namespaces.allows("default"));
+/// ```
+pub fn security_settings() -> SecuritySettingsBuilder {
+    SecuritySettingsBuilder::default()
+}
+
+/// Builds [`SecuritySettings`]; [`build`](Self::build) validates them as a file would be.
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build`"]
+pub struct SecuritySettingsBuilder(RawSecuritySettings);
+
+impl SecuritySettingsBuilder {
+    /// The namespace patterns signals may target (`[]` allows none).
+    pub fn allowed_namespaces<S: Into<String>>(
+        mut self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.0.allowed_namespaces = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The settings; panics, naming every invalid pattern, if they are not valid.
+    #[track_caller]
+    pub fn build(self) -> SecuritySettings {
+        valid("SecuritySettings", self.0.validate())
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - `arc_clone`: `Arc::clone` of a `StormSettings` (baseline);
 //! - `storm`: `ConfigSource::storm()` on the arc-swap cell every source uses;
-//! - `snapshot`: `ConfigSourceExt::snapshot()`, all three types (what one request takes);
+//! - `snapshot`: `ConfigSourceExt::snapshot()`, every type (what one request takes);
 //! - `storm_while_reloading`: `storm()` while another thread replaces the settings in a loop.
 //!
 //! Run: `cargo bench -p gateway-tests --bench settings_read`.

@@ -39,6 +39,7 @@ const QUIET: Duration = Duration::from_millis(1500);
 const STORM: &str = "rate_threshold: 7\n";
 const DEDUP: &str = "ttl: 10m\n";
 const RETRY: &str = "max_attempts: 3\n";
+const SECURITY: &str = "allowed_namespaces: [team-*, production]\n";
 
 /// The documents every case starts from.
 fn seed() -> Vec<(ConfigKind, String)> {
@@ -50,7 +51,15 @@ fn with_storm(storm: &str) -> Vec<(ConfigKind, String)> {
         (ConfigKind::Storm, storm.to_owned()),
         (ConfigKind::Dedup, DEDUP.to_owned()),
         (ConfigKind::Retry, RETRY.to_owned()),
+        (ConfigKind::Security, SECURITY.to_owned()),
     ]
+}
+
+fn with_security(security: &str) -> Vec<(ConfigKind, String)> {
+    let mut documents = seed();
+    documents.retain(|(k, _)| *k != ConfigKind::Security);
+    documents.push((ConfigKind::Security, security.to_owned()));
+    documents
 }
 
 fn without(kind: ConfigKind) -> Vec<(ConfigKind, String)> {
@@ -121,7 +130,7 @@ impl Rig {
         self.settings.storm().rate_threshold.get()
     }
 
-    fn generations(&self) -> [u64; 3] {
+    fn generations(&self) -> [u64; 4] {
         ConfigKind::ALL.map(|kind| self.settings.generation(kind))
     }
 
@@ -260,10 +269,11 @@ where
         Case::RevertApplied,
         Case::UnchangedSkipped,
         Case::RemovedRejected,
+        Case::Security,
     ] {
         let rig = fresh(seed()).await;
         assert!(rig.all_records().is_empty(), "{:?}", rig.all_records());
-        assert_eq!(rig.generations(), [0, 0, 0]);
+        assert_eq!(rig.generations(), [0, 0, 0, 0]);
         match case {
             Case::InvalidRejected => {
                 an_invalid_document_is_rejected_and_the_settings_stay(&rig).await
@@ -271,6 +281,9 @@ where
             Case::RevertApplied => reverting_after_a_rejection_is_applied(&rig).await,
             Case::UnchangedSkipped => unchanged_documents_are_not_judged(&rig).await,
             Case::RemovedRejected => a_removed_document_or_container_is_rejected(&rig).await,
+            Case::Security => {
+                security_yaml_is_rejected_when_invalid_and_applied_when_valid(&rig).await
+            }
         }
         rig.check_audit_and_metrics();
     }
@@ -282,6 +295,43 @@ enum Case {
     RevertApplied,
     UnchangedSkipped,
     RemovedRejected,
+    Security,
+}
+
+async fn security_yaml_is_rejected_when_invalid_and_applied_when_valid(rig: &Rig) {
+    let allows = |rig: &Rig, ns: &str| rig.settings.security().allowed_namespaces.allows(ns);
+    assert!(allows(rig, "team-a") && !allows(rig, "default"));
+    rig.world
+        .put(&with_security("allowed_namespaces: [team-*, Default]\n"))
+        .await;
+    rig.until("security.yaml rejected", |rig| {
+        !rig.rejected(ConfigKind::Security).is_empty()
+    })
+    .await;
+    let lines = rig.rejected(ConfigKind::Security).remove(0);
+    let security = rig.names.document(ConfigKind::Security);
+    assert!(
+        lines[0].starts_with(&format!(
+            "{security}: allowed_namespaces: entry 2 \"Default\" has 'D'"
+        )),
+        "the line names document, key and entry: {lines:?}"
+    );
+    assert!(
+        allows(rig, "team-a") && !allows(rig, "default"),
+        "the settings in force stay"
+    );
+    assert_eq!(rig.generations(), [0, 0, 0, 0]);
+
+    rig.world
+        .put(&with_security("allowed_namespaces: [team-*, default]\n"))
+        .await;
+    rig.until("the fixed security.yaml applied", |rig| {
+        rig.applied(ConfigKind::Security) == 1
+    })
+    .await;
+    assert!(allows(rig, "default") && allows(rig, "team-b"));
+    assert_eq!(rig.generations(), [0, 0, 0, 1]);
+    assert_eq!(rig.status(ConfigKind::Security).origin, security);
 }
 
 async fn an_invalid_document_is_rejected_and_the_settings_stay(rig: &Rig) {
@@ -291,7 +341,7 @@ async fn an_invalid_document_is_rejected_and_the_settings_stay(rig: &Rig) {
     })
     .await;
     assert_eq!(rig.rate(), 7, "the settings in force stay");
-    assert_eq!(rig.generations(), [0, 0, 0]);
+    assert_eq!(rig.generations(), [0, 0, 0, 0]);
     let record = rig.records(ConfigKind::Storm).remove(0);
     assert_eq!(record.generation, 0, "{record:?}");
     let lines = rig.rejected(ConfigKind::Storm).remove(0);
@@ -335,7 +385,7 @@ async fn reverting_after_a_rejection_is_applied(rig: &Rig) {
     assert_eq!(records[1].result, ReloadResult::Applied);
     assert_eq!(records[1].generation, 1);
     assert_eq!(rig.rate(), 7);
-    assert_eq!(rig.generations(), [1, 0, 0]);
+    assert_eq!(rig.generations(), [1, 0, 0, 0]);
     let status = rig.status(ConfigKind::Storm);
     assert_eq!(status.hash, records[1].hash);
     assert_eq!(status.hash, rig.initial(ConfigKind::Storm).hash);
@@ -347,14 +397,14 @@ async fn unchanged_documents_are_not_judged(rig: &Rig) {
     assert!(rig.control.reload_now().await.is_empty());
     tokio::time::sleep(QUIET).await;
     assert!(rig.all_records().is_empty(), "{:?}", rig.all_records());
-    assert_eq!(rig.generations(), [0, 0, 0]);
+    assert_eq!(rig.generations(), [0, 0, 0, 0]);
 
     // The source was listening all along: a real change right after is applied.
     rig.world.put(&with_storm("rate_threshold: 8\n")).await;
     rig.until("rate_threshold 8 applied", |rig| rig.rate() == 8)
         .await;
     assert_eq!(rig.all_records().len(), 1, "{:?}", rig.all_records());
-    assert_eq!(rig.generations(), [1, 0, 0]);
+    assert_eq!(rig.generations(), [1, 0, 0, 0]);
     let line = audit::lines(&rig.names).pop().unwrap();
     assert_eq!(
         line.get("changes").map(String::as_str),
@@ -400,7 +450,7 @@ async fn a_removed_document_or_container_is_rejected(rig: &Rig) {
     assert_eq!(rig.rate(), 7);
     assert_eq!(rig.settings.dedup().ttl.get(), Duration::from_secs(600));
     assert_eq!(rig.settings.retry().max_attempts, 3);
-    assert_eq!(rig.generations(), [0, 0, 0]);
+    assert_eq!(rig.generations(), [0, 0, 0, 0]);
 
     // Back, with a change: every type applied (each differs from its last attempt).
     rig.world.put(&with_storm("rate_threshold: 9\n")).await;
@@ -409,7 +459,7 @@ async fn a_removed_document_or_container_is_rejected(rig: &Rig) {
     })
     .await;
     assert_eq!(rig.rate(), 9);
-    assert_eq!(rig.generations(), [1, 1, 1]);
+    assert_eq!(rig.generations(), [1, 1, 1, 1]);
 }
 
 // --- the config directory -----------------------------------------------------------------------

@@ -31,9 +31,15 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const STORM: &str = "rate_threshold: 7\npattern_threshold: 5\n";
 const DEDUP: &str = "ttl: 10m\n";
 const RETRY: &str = "max_attempts: 3\n";
+const SECURITY: &str = "allowed_namespaces: [team-*]\n";
 
 fn seed_data() -> Value {
-    json!({ "storm.yaml": STORM, "dedup.yaml": DEDUP, "retry.yaml": RETRY })
+    json!({
+        "storm.yaml": STORM,
+        "dedup.yaml": DEDUP,
+        "retry.yaml": RETRY,
+        "security.yaml": SECURITY,
+    })
 }
 
 fn configmap(data: Value) -> ConfigMap {
@@ -373,7 +379,7 @@ async fn a_removed_key_or_a_deleted_configmap_keeps_the_settings_in_force() {
     rig.delete().await;
     let config = rig
         .wait_config(PROMPT, "the deletion rejected", |c| {
-            ["storm", "dedup"]
+            ["storm", "dedup", "security"]
                 .iter()
                 .all(|k| c[*k]["last_reload"]["result"] == "error")
         })
@@ -381,7 +387,11 @@ async fn a_removed_key_or_a_deleted_configmap_keeps_the_settings_in_force() {
     assert_eq!(config["storm"]["settings"]["rate_threshold"], 7);
     assert_eq!(config["dedup"]["settings"]["ttl"], "10m");
     assert_eq!(config["retry"]["settings"]["max_attempts"], 3);
-    for kind in ["storm", "dedup", "retry"] {
+    assert_eq!(
+        config["security"]["settings"]["allowed_namespaces"],
+        json!(["team-*"])
+    );
+    for kind in ["storm", "dedup", "retry", "security"] {
         assert_eq!(config[kind]["generation"], 0, "{config:#}");
     }
     let (status, _) = rig.reload().await;
@@ -392,11 +402,13 @@ async fn a_removed_key_or_a_deleted_configmap_keeps_the_settings_in_force() {
         "storm.yaml": "rate_threshold: 9\n",
         "dedup.yaml": DEDUP,
         "retry.yaml": RETRY,
+        "security.yaml": "allowed_namespaces: [team-*, default]\n",
     }))
     .await;
     rig.wait_config(PROMPT, "the new ConfigMap applied", |c| {
         c["storm"]["settings"]["rate_threshold"] == 9
-            && ["storm", "dedup", "retry"]
+            && c["security"]["settings"]["allowed_namespaces"] == json!(["team-*", "default"])
+            && ["storm", "dedup", "retry", "security"]
                 .iter()
                 .all(|k| c[*k]["last_reload"]["result"] == "success")
     })

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gateway_ports::{DedupSettings, RetrySettings, StormSettings};
+use gateway_ports::{DedupSettings, RetrySettings, SecuritySettings, StormSettings};
 
 #[test]
 fn the_shipped_config_directory_is_valid_and_matches_the_defaults() {
@@ -12,4 +12,5 @@ fn the_shipped_config_directory_is_valid_and_matches_the_defaults() {
     assert_eq!(loaded.storm, StormSettings::default());
     assert_eq!(loaded.dedup, DedupSettings::default());
     assert_eq!(loaded.retry, RetrySettings::default());
+    assert_eq!(loaded.security, SecuritySettings::default());
 }

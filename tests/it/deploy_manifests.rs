@@ -24,7 +24,9 @@ const NAMESPACE: &str = "kubernaut-system";
 const NAME: &str = "kubernaut-gateway";
 const CONFIG_MAP: &str = "kubernaut-gateway-config";
 const CONFIG_DIR: &str = "/etc/kubernaut/config";
-const CONFIG_FILES: [&str; 3] = ["storm.yaml", "dedup.yaml", "retry.yaml"];
+const CONFIG_FILES: [&str; 4] = ["storm.yaml", "dedup.yaml", "retry.yaml", "security.yaml"];
+const AUTH_SECRET: &str = "kubernaut-gateway-auth";
+const AUTH_DIR: &str = "/etc/kubernaut/auth";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -125,6 +127,7 @@ fn every_object_is_there_in_kubernaut_system_with_the_common_labels() {
         ("Deployment", NAME),
         ("Service", NAME),
         ("PodDisruptionBudget", NAME),
+        ("NetworkPolicy", NAME),
         ("ServiceMonitor", NAME),
         ("PrometheusRule", NAME),
     ]
@@ -398,8 +401,8 @@ fn the_configmap_is_mounted_as_a_directory_never_with_subpath() {
     // sink writes nothing locally).
     assert_eq!(
         volumes.len(),
-        2,
-        "the config and the state volumes: {volumes:?}"
+        3,
+        "the config, the state and the auth volumes: {volumes:?}"
     );
     let volume = volumes
         .iter()
@@ -433,6 +436,138 @@ fn the_configmap_is_mounted_as_a_directory_never_with_subpath() {
 }
 
 #[test]
+fn the_auth_token_secret_is_mounted_read_only_as_a_directory() {
+    let volumes = pod_spec()["volumes"].as_array().unwrap();
+    let volume = volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == AUTH_SECRET)
+        .expect("a volume of the auth Secret");
+    assert!(
+        volume["secret"]["optional"].is_null() || volume["secret"]["optional"] == false,
+        "fail closed: no Secret, no pod: {volume}"
+    );
+    assert_eq!(
+        volume["secret"]["items"],
+        json!([{"key": "tokens", "path": "tokens"}]),
+        "the key `tokens` as the file `tokens`"
+    );
+    // No subPath anywhere (the subPath test covers every object); the mount is the directory.
+    let mounts = container()["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts.contains(&json!({"name": volume["name"], "mountPath": AUTH_DIR, "readOnly": true})),
+        "{mounts:?}"
+    );
+    // No real token is committed: the Secret is made by the operator, never by the base.
+    assert!(
+        rendered().iter().all(|o| o["kind"] != "Secret"),
+        "deploy/ must not ship a Secret"
+    );
+}
+
+/// The `ports` of a NetworkPolicy rule, as (port, protocol).
+fn policy_ports(rule: &Value) -> BTreeSet<(String, String)> {
+    rule["ports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a rule with ports: {rule}"))
+        .iter()
+        .map(|p| {
+            let port = match &p["port"] {
+                Value::String(s) => s.clone(),
+                n => n.to_string(),
+            };
+            (port, p["protocol"].as_str().unwrap_or("TCP").to_owned())
+        })
+        .collect()
+}
+
+/// The values a selector's `kubernetes.io/metadata.name` (or any `key`) expression allows.
+fn selected(selector: &Value, key: &str) -> Vec<String> {
+    selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["key"] == key && e["operator"] == "In")
+        .flat_map(|e| strings(&e["values"]).into_iter().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_network_policy_opens_the_gateway_port_and_only_the_egress_it_needs() {
+    let policy = find("NetworkPolicy", NAME);
+    let spec = &policy["spec"];
+    let pod_labels = &deployment()["spec"]["template"]["metadata"]["labels"];
+    labels_match(&spec["podSelector"]["matchLabels"], pod_labels);
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+
+    // Ingress: the container's one port, from the senders' and the monitoring namespaces.
+    let port = &container()["ports"][0];
+    let ingress = spec["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let ports = policy_ports(&ingress[0]);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let (allowed, protocol) = ports.iter().next().unwrap();
+    assert!(
+        port["name"] == allowed.as_str()
+            || allowed.parse::<u64>().ok() == port["containerPort"].as_u64(),
+        "the ingress port {allowed} is the container's ({port})"
+    );
+    assert_eq!(protocol, "TCP");
+    let from = ingress[0]["from"].as_array().unwrap();
+    assert!(!from.is_empty(), "ingress from anywhere");
+    let namespaces: Vec<String> = from
+        .iter()
+        .flat_map(|peer| {
+            assert!(
+                peer["namespaceSelector"].is_object() && peer["ipBlock"].is_null(),
+                "peers are namespaces: {peer}"
+            );
+            selected(&peer["namespaceSelector"], "kubernetes.io/metadata.name")
+        })
+        .collect();
+    assert_eq!(namespaces, ["monitoring", NAMESPACE]);
+
+    // Egress: the API server (443/6443), Redis (6379 to the Redis pods), DNS (53 to kube-system).
+    let egress = spec["egress"].as_array().unwrap();
+    let rule = |port: &str| {
+        egress
+            .iter()
+            .find(|r| policy_ports(r).iter().any(|(p, _)| p == port))
+            .unwrap_or_else(|| panic!("no egress rule for port {port}: {egress:?}"))
+    };
+    let api = rule("443");
+    assert_eq!(
+        policy_ports(api),
+        [("443".into(), "TCP".into()), ("6443".into(), "TCP".into())].into()
+    );
+    let redis = rule("6379");
+    assert_eq!(policy_ports(redis), [("6379".into(), "TCP".into())].into());
+    let to = redis["to"].as_array().unwrap();
+    assert_eq!(to.len(), 1, "{to:?}");
+    assert_eq!(
+        selected(&to[0]["podSelector"], "app.kubernetes.io/name"),
+        ["redis"],
+        "the Redis pods, not the gateway's labels: {to:?}"
+    );
+    assert!(
+        to[0]["podSelector"]["matchLabels"].is_null(),
+        "kustomize's commonLabels would rewrite matchLabels: {to:?}"
+    );
+    let dns = rule("53");
+    assert_eq!(
+        policy_ports(dns),
+        [("53".into(), "TCP".into()), ("53".into(), "UDP".into())].into()
+    );
+    assert_eq!(
+        selected(
+            &dns["to"][0]["namespaceSelector"],
+            "kubernetes.io/metadata.name"
+        ),
+        ["kube-system"]
+    );
+    assert_eq!(egress.len(), 3, "nothing else: {egress:?}");
+}
+
+#[test]
 fn the_configmap_holds_deploy_config_and_passes_config_check() {
     let data = find("ConfigMap", CONFIG_MAP)["data"].as_object().unwrap();
     let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
@@ -449,6 +584,12 @@ fn the_configmap_holds_deploy_config_and_passes_config_check() {
     let loaded =
         gateway_adapter_file_config::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // The base narrows nothing: an install scopes its namespaces in its overlay.
+    assert_eq!(
+        loaded.security,
+        gateway_ports::SecuritySettings::default(),
+        "security.yaml ships the default, every namespace"
+    );
 }
 
 #[test]

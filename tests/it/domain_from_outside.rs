@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
 use gateway_ports::test_util::{
-    ManualClock, at, dedup_settings, retry_settings, signal, storm_settings,
+    ManualClock, at, dedup_settings, retry_settings, security_settings, signal, storm_settings,
 };
 use gateway_ports::{ConfigSourceExt, MockConfigSource, MockDedupStore, Seen};
 use mockall::predicate::eq;
@@ -60,6 +60,9 @@ async fn the_dedup_policy_ends_a_resolved_alerts_window_without_recording_it() {
     config
         .expect_retry()
         .return_const(Arc::new(retry_settings().build()));
+    config
+        .expect_security()
+        .return_const(Arc::new(security_settings().build()));
     let mut store = MockDedupStore::new();
     store.expect_record().never();
     store

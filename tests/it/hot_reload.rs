@@ -30,6 +30,7 @@ const QUIET: Duration = Duration::from_millis(1500);
 const STORM: &str = "rate_threshold: 7\n";
 const DEDUP: &str = "ttl: 10m\n";
 const RETRY: &str = "max_attempts: 3\n";
+const SECURITY: &str = "allowed_namespaces: [team-*]\n";
 
 /// Fast reaction, and no periodic re-read within a test's life: what is applied was seen by
 /// the watcher, not picked up by the safety net.
@@ -41,11 +42,12 @@ fn options() -> WatchOptions {
     }
 }
 
-fn storm(text: &str) -> [(&str, &str); 3] {
+fn storm(text: &str) -> [(&str, &str); 4] {
     [
         ("storm.yaml", text),
         ("dedup.yaml", DEDUP),
         ("retry.yaml", RETRY),
+        ("security.yaml", SECURITY),
     ]
 }
 
@@ -200,7 +202,7 @@ fn the_kubelet_model_lays_out_and_swaps_the_volume_like_the_atomic_writer() {
     };
 
     // Visible files are relative symlinks through ..data; ..data points at a timestamped directory.
-    for name in ["storm.yaml", "dedup.yaml", "retry.yaml"] {
+    for name in ["storm.yaml", "dedup.yaml", "retry.yaml", "security.yaml"] {
         assert_eq!(
             fs::read_link(dir.join(name)).unwrap(),
             Path::new("..data").join(name)
@@ -243,14 +245,18 @@ fn the_kubelet_model_lays_out_and_swaps_the_volume_like_the_atomic_writer() {
 
     // A key removed from the ConfigMap loses its visible symlink; one added gains it.
     kubelet
-        .swap(&[("dedup.yaml", DEDUP), ("retry.yaml", RETRY)])
+        .swap(&[
+            ("dedup.yaml", DEDUP),
+            ("retry.yaml", RETRY),
+            ("security.yaml", SECURITY),
+        ])
         .unwrap();
     assert!(fs::symlink_metadata(dir.join("storm.yaml")).is_err());
     kubelet.swap(&storm(STORM)).unwrap();
     assert_eq!(fs::read_to_string(dir.join("storm.yaml")).unwrap(), STORM);
     assert_eq!(
         kubelet.current_files().unwrap().keys().collect::<Vec<_>>(),
-        ["dedup.yaml", "retry.yaml", "storm.yaml"]
+        ["dedup.yaml", "retry.yaml", "security.yaml", "storm.yaml"]
     );
 
     // Keys the writer reserves are refused.
@@ -384,7 +390,11 @@ async fn a_swap_with_a_misspelt_key_is_rejected_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_deleted_from_the_configmap_is_rejected_and_the_old_settings_kept() {
     an_invalid_storm_swap_is_rejected_then_a_valid_one_applied(
-        &[("dedup.yaml", DEDUP), ("retry.yaml", RETRY)],
+        &[
+            ("dedup.yaml", DEDUP),
+            ("retry.yaml", RETRY),
+            ("security.yaml", SECURITY),
+        ],
         &["storm.yaml"],
     )
     .await;
@@ -413,6 +423,7 @@ async fn an_invalid_storm_yaml_does_not_hold_back_a_valid_dedup_yaml_of_the_same
                 ("storm.yaml", "rate_threshold: 0\n"),
                 ("dedup.yaml", "ttl: 2m\n"),
                 ("retry.yaml", RETRY),
+                ("security.yaml", SECURITY),
             ])
             .unwrap()
     );
@@ -440,6 +451,7 @@ async fn a_rejected_record_names_the_file_and_the_key_of_each_problem() {
             ("storm.yaml", "rate_threshold: 0\nsampling_rate: 2\n"),
             ("dedup.yaml", DEDUP),
             ("retry.yaml", "max_attempts: 99\n"),
+            ("security.yaml", SECURITY),
         ])
         .unwrap();
     rig.until_rejected(ConfigKind::Storm, 1).await;
@@ -454,6 +466,32 @@ async fn a_rejected_record_names_the_file_and_the_key_of_each_problem() {
     assert!(names(&retry, "retry.yaml", "max_attempts"), "{retry:?}");
     assert_eq!(rig.rate(), 7);
     assert_eq!(rig.source.retry().max_attempts, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_yaml_swap_is_rejected_when_invalid_and_applied_within_seconds_when_valid() {
+    let (rig, kubelet) = Rig::kubelet(&storm(STORM), options());
+    let allows = |rig: &Rig, ns: &str| rig.source.security().allowed_namespaces.allows(ns);
+    assert!(allows(&rig, "team-a") && !allows(&rig, "default"));
+    let mut files = storm(STORM);
+    files[3].1 = "allowed_namespaces: [\"team-*\", \"default/x\"]\n";
+    assert!(kubelet.swap(&files).unwrap());
+    rig.until_rejected(ConfigKind::Security, 1).await;
+    let lines = rig.rejected(ConfigKind::Security).remove(0);
+    assert!(
+        lines[0].contains("security.yaml: allowed_namespaces: entry 2 \"default/x\" has '/'"),
+        "{lines:?}"
+    );
+    assert!(!allows(&rig, "default"), "the settings in force stay");
+
+    files[3].1 = "allowed_namespaces: [team-*, default]\n";
+    assert!(kubelet.swap(&files).unwrap());
+    rig.until("the valid security.yaml applied", |rig| {
+        rig.generation(ConfigKind::Security) == 1
+    })
+    .await;
+    assert!(allows(&rig, "default"));
+    assert_eq!(rig.generation(ConfigKind::Storm), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,7 +535,7 @@ async fn a_swap_with_identical_content_triggers_no_reload() {
         "{:?}",
         rig.records.lock().unwrap()
     );
-    assert_eq!(ConfigKind::ALL.map(|k| rig.generation(k)), [0, 0, 0]);
+    assert_eq!(ConfigKind::ALL.map(|k| rig.generation(k)), [0, 0, 0, 0]);
 
     // The watcher was listening all along: a real change right after is applied.
     assert!(kubelet.swap(&storm(&rate(8))).unwrap());

@@ -18,6 +18,7 @@ mod hostile;
 mod hot_reload;
 mod http_api;
 mod kube_sink;
+mod namespace_scope;
 mod outbox_conformance;
 mod pipeline;
 mod purity;

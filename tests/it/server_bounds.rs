@@ -14,7 +14,7 @@ use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_memory::{
     MemoryDedupStore, MemoryStormCounter, MemoryWindowStore, StaticConfigSource, SystemClock,
 };
-use gateway_ports::settings::{DedupSettings, RetrySettings, StormSettings};
+use gateway_ports::settings::{DedupSettings, RetrySettings, SecuritySettings, StormSettings};
 use gateway_ports::{ChangeListener, Clock, ConfigKind, ConfigSource};
 use gateway_storm::WindowCapacity;
 use gateway_tests::{SAMPLE_WEBHOOK, TestGateway};
@@ -182,6 +182,10 @@ impl ConfigSource for PanickingConfig {
     fn retry(&self) -> Arc<RetrySettings> {
         self.check();
         self.inner.retry()
+    }
+    fn security(&self) -> Arc<SecuritySettings> {
+        self.check();
+        self.inner.security()
     }
     fn generation(&self, kind: ConfigKind) -> u64 {
         self.inner.generation(kind)

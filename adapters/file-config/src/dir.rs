@@ -1,4 +1,4 @@
-//! The config directory as a settings source ([`DirSource`]): its three files read as one set
+//! The config directory as a settings source ([`DirSource`]): its settings files read as one set
 //! ([`ConfigDir`]), judged by the [`Judge`](crate::Judge), watched by [`DirSource::watch`].
 //!
 //! In a kubelet-managed directory the visible files are symlinks through `..data`, itself a
@@ -21,7 +21,8 @@ use crate::{ConfigErrors, DocumentProblem};
 /// [`DirSource::load`] at start-up, then [`DirSource::watch`]; `POST /-/reload` re-reads it.
 pub type DirSource = DocumentSource<ConfigDir>;
 
-/// Reads a config directory's `storm.yaml`, `dedup.yaml` and `retry.yaml` as one set.
+/// Reads a config directory's `storm.yaml`, `dedup.yaml`, `retry.yaml` and `security.yaml` as one
+/// set.
 #[derive(Debug, Clone)]
 pub struct ConfigDir {
     dir: PathBuf,
@@ -107,8 +108,8 @@ fn read_file(path: &Path) -> io::Result<Content> {
     }
 }
 
-/// Reads storm.yaml, dedup.yaml and retry.yaml of `dir` as one set. A missing directory reads as
-/// three missing files.
+/// Reads every settings file of `dir` (storm.yaml, dedup.yaml, retry.yaml, security.yaml) as one
+/// set. A missing directory reads as every file missing.
 fn read_dir(dir: &Path) -> io::Result<Documents> {
     const ATTEMPTS: usize = 5;
     let mut last_error = None;
@@ -119,17 +120,12 @@ fn read_dir(dir: &Path) -> io::Result<Documents> {
         let resolved = resolve(dir)?;
         let base = resolved.clone().unwrap_or_else(|| dir.to_owned());
         let read = |kind: ConfigKind| read_file(&base.join(kind.file_name()));
-        let contents = match (
-            read(ConfigKind::Storm),
-            read(ConfigKind::Dedup),
-            read(ConfigKind::Retry),
-        ) {
-            (Ok(a), Ok(b), Ok(c)) => [a, b, c],
-            (a, b, c) => {
-                last_error = [a.err(), b.err(), c.err()].into_iter().flatten().next();
-                continue;
-            }
-        };
+        let read = ConfigKind::ALL.map(read);
+        if read.iter().any(Result::is_err) {
+            last_error = read.into_iter().find_map(Result::err);
+            continue;
+        }
+        let contents = read.map(|r| r.unwrap_or(Content::Missing));
         // A swap between resolving and reading can leave us with files of a deleted directory.
         if resolved.is_some() && resolve(dir)? != resolved {
             continue;

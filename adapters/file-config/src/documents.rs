@@ -33,8 +33,8 @@ impl Content {
 pub(crate) const MISSING: &str = "missing";
 
 /// The settings documents of one source, read or received as one set: per settings type, the
-/// bytes of its document (`storm.yaml`, `dedup.yaml`, `retry.yaml`) or nothing; and whether their
-/// container (the directory, the ConfigMap) exists at all.
+/// bytes of its document (`storm.yaml`, `dedup.yaml`, `retry.yaml`, `security.yaml`) or
+/// nothing; and whether their container (the directory, the ConfigMap) exists at all.
 ///
 /// A source builds one from what it holds — a config directory
 /// ([`ConfigDir`](crate::ConfigDir)), a ConfigMap's `data` ([`Documents::from_data`],
@@ -43,7 +43,7 @@ pub(crate) const MISSING: &str = "missing";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Documents {
     /// Per kind, in [`ConfigKind::ALL`] order.
-    contents: [Content; 3],
+    contents: [Content; ConfigKind::ALL.len()],
     /// Whether the container of the documents exists.
     present: bool,
 }
@@ -52,7 +52,7 @@ impl Documents {
     /// No container at all (no directory, no ConfigMap): every document is missing.
     pub fn absent() -> Self {
         Documents {
-            contents: [Content::Missing, Content::Missing, Content::Missing],
+            contents: ConfigKind::ALL.map(|_| Content::Missing),
             present: false,
         }
     }
@@ -65,8 +65,8 @@ impl Documents {
         }
     }
 
-    /// The documents of a name → content map (a ConfigMap's `data`): `storm.yaml`, `dedup.yaml`
-    /// and `retry.yaml`, each missing when its key is; other keys are ignored.
+    /// The documents of a name → content map (a ConfigMap's `data`): `storm.yaml`, `dedup.yaml`,
+    /// `retry.yaml` and `security.yaml`, each missing when its key is; other keys are ignored.
     pub fn from_data(data: &BTreeMap<String, String>) -> Self {
         Documents {
             contents: ConfigKind::ALL.map(|kind| match data.get(kind.file_name()) {
@@ -107,7 +107,7 @@ impl Documents {
     }
 
     /// Documents as read from a container that exists.
-    pub(crate) fn present(contents: [Content; 3]) -> Self {
+    pub(crate) fn present(contents: [Content; ConfigKind::ALL.len()]) -> Self {
         Documents {
             contents,
             present: true,
@@ -124,11 +124,7 @@ impl From<Option<&BTreeMap<String, String>>> for Documents {
 
 /// The position of `kind` in [`ConfigKind::ALL`].
 pub(crate) fn index(kind: ConfigKind) -> usize {
-    match kind {
-        ConfigKind::Storm => 0,
-        ConfigKind::Dedup => 1,
-        ConfigKind::Retry => 2,
-    }
+    kind.index()
 }
 
 /// How a source names its documents and their container, in problems, origins (`/config`),
@@ -141,7 +137,7 @@ pub struct DocumentNames {
     /// What one document is to its container (`file`, `key`, `document`).
     item: &'static str,
     /// Per kind, in [`ConfigKind::ALL`] order.
-    documents: [String; 3],
+    documents: [String; ConfigKind::ALL.len()],
 }
 
 impl DocumentNames {

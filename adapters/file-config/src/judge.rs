@@ -3,10 +3,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
+use gateway_ports::settings::{
+    RawDedupSettings, RawRetrySettings, RawSecuritySettings, RawStormSettings,
+};
 use gateway_ports::{
     ChangeListener, Clock, ConfigKind, ConfigSource, ConfigStatus, DedupSettings, ReloadRecord,
-    ReloadResult, RetrySettings, SettingsCell, StormSettings,
+    ReloadResult, RetrySettings, SecuritySettings, SettingsCell, StormSettings,
 };
 
 use crate::documents::{Content, DocumentNames, Documents, MISSING, index};
@@ -48,7 +50,7 @@ pub struct Judge {
     cell: SettingsCell,
     clock: Arc<dyn Clock>,
     /// Held for a whole judgement, so `status` never sees one half-done.
-    kinds: Mutex<[KindState; 3]>,
+    kinds: Mutex<[KindState; ConfigKind::ALL.len()]>,
     observers: Mutex<Vec<ReloadObserver>>,
     warnings: Vec<String>,
 }
@@ -83,6 +85,7 @@ impl Judge {
         let mut storm = StormSettings::default();
         let mut dedup = DedupSettings::default();
         let mut retry = RetrySettings::default();
+        let mut security = SecuritySettings::default();
         let mut kinds = ConfigKind::ALL.map(|_| KindState {
             attempted: MISSING.to_owned(),
             in_force: MISSING.to_owned(),
@@ -102,6 +105,7 @@ impl Judge {
                 Ok(Parsed::Storm(s)) => storm = s,
                 Ok(Parsed::Dedup(s)) => dedup = s,
                 Ok(Parsed::Retry(s)) => retry = s,
+                Ok(Parsed::Security(s)) => security = s,
                 Err(mut p) => problems.append(&mut p),
             }
             let state = &mut kinds[index(kind)];
@@ -114,7 +118,7 @@ impl Judge {
         }
         Ok(Judge {
             names,
-            cell: SettingsCell::new(storm, dedup, retry),
+            cell: SettingsCell::new(storm, dedup, retry, security),
             clock,
             kinds: Mutex::new(kinds),
             observers: Mutex::new(Vec::new()),
@@ -132,7 +136,7 @@ impl Judge {
         &self.names
     }
 
-    fn lock(&self) -> MutexGuard<'_, [KindState; 3]> {
+    fn lock(&self) -> MutexGuard<'_, [KindState; ConfigKind::ALL.len()]> {
         self.kinds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -200,6 +204,7 @@ impl Judge {
                     Parsed::Storm(s) => self.cell.set_storm(s),
                     Parsed::Dedup(s) => self.cell.set_dedup(s),
                     Parsed::Retry(s) => self.cell.set_retry(s),
+                    Parsed::Security(s) => self.cell.set_security(s),
                 }
                 state.in_force = hash.clone();
                 state.origin = name.to_owned();
@@ -229,6 +234,7 @@ impl Judge {
             ConfigKind::Storm => as_map(&RawStormSettings::from(&*self.cell.storm())),
             ConfigKind::Dedup => as_map(&RawDedupSettings::from(&*self.cell.dedup())),
             ConfigKind::Retry => as_map(&RawRetrySettings::from(&*self.cell.retry())),
+            ConfigKind::Security => as_map(&RawSecuritySettings::from(&*self.cell.security())),
         }
     }
 
@@ -274,6 +280,9 @@ impl ConfigSource for Judge {
     }
     fn retry(&self) -> Arc<RetrySettings> {
         self.cell.retry()
+    }
+    fn security(&self) -> Arc<SecuritySettings> {
+        self.cell.security()
     }
     fn generation(&self, kind: ConfigKind) -> u64 {
         self.cell.generation(kind)
@@ -349,6 +358,7 @@ mod tests {
             ("storm.yaml", "rate_threshold: 7\n"),
             ("dedup.yaml", "ttl: 10m\n"),
             ("retry.yaml", "max_attempts: 3\n"),
+            ("security.yaml", "allowed_namespaces: [team-*]\n"),
         ])
     }
 
@@ -402,7 +412,7 @@ mod tests {
         assert_eq!(*judge.storm(), StormSettings::default());
         assert_eq!(judge.dedup().ttl.get(), Duration::from_secs(60));
         let warnings = judge.warnings();
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(
             warnings[0].starts_with(&format!("{LABEL}: storm.yaml not found")),
             "{warnings:?}"
@@ -512,7 +522,7 @@ mod tests {
         let records = judge.judge(&Documents::absent());
         assert_eq!(
             records.iter().map(|r| r.kind).collect::<Vec<_>>(),
-            [ConfigKind::Storm, ConfigKind::Dedup],
+            [ConfigKind::Storm, ConfigKind::Dedup, ConfigKind::Security],
             "retry was already judged missing"
         );
         assert_eq!(
@@ -528,6 +538,55 @@ mod tests {
                 .iter()
                 .all(|kind| judge.generation(*kind) == 0)
         );
+    }
+
+    #[test]
+    fn security_yaml_is_judged_like_the_others() {
+        let (judge, seen) = started();
+        let allowed = |judge: &Judge, ns: &str| judge.security().allowed_namespaces.allows(ns);
+        assert!(allowed(&judge, "team-a") && !allowed(&judge, "default"));
+
+        let mut wider = seed();
+        wider.insert(
+            "security.yaml".into(),
+            "allowed_namespaces: [team-*, default]\n".into(),
+        );
+        let records = judge.judge(&Documents::from_data(&wider));
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].kind, ConfigKind::Security);
+        assert_eq!(records[0].result, ReloadResult::Applied);
+        assert!(allowed(&judge, "default"));
+        assert_eq!(judge.generation(ConfigKind::Security), 1);
+        assert_eq!(
+            judge.settings_map(ConfigKind::Security)["allowed_namespaces"],
+            serde_json::json!(["team-*", "default"])
+        );
+
+        let mut bad = seed();
+        bad.insert(
+            "security.yaml".into(),
+            "allowed_namespaces: [team-*, Prod_1]\n".into(),
+        );
+        let records = judge.judge(&Documents::from_data(&bad));
+        let lines = errors(&records[0]);
+        assert!(
+            lines[0].starts_with(&format!(
+                "{LABEL}: security.yaml: allowed_namespaces: entry 2 \"Prod_1\""
+            )),
+            "{lines:?}"
+        );
+        assert!(allowed(&judge, "default"), "the settings in force stay");
+        assert_eq!(judge.generation(ConfigKind::Security), 1);
+
+        let mut none = seed();
+        none.insert("security.yaml".into(), "allowed_namespaces: []\n".into());
+        let records = judge.judge(&Documents::from_data(&none));
+        assert_eq!(records[0].result, ReloadResult::Applied);
+        assert!(
+            !allowed(&judge, "team-a"),
+            "an empty list allows no namespace"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The [`ConfigSource`] port over the settings documents, one per settings type (`storm.yaml`,
-//! `dedup.yaml`, `retry.yaml`), hot-reloaded: one judge, any number of sources.
+//! `dedup.yaml`, `retry.yaml`, `security.yaml`), hot-reloaded: one judge, any number of sources.
 //!
 //! What a document means, whichever source holds it:
 //! - at start-up, a missing container (directory, ConfigMap) or document: the built-in defaults
@@ -52,7 +52,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use gateway_ports::{Clock, ConfigSource, DedupSettings, RetrySettings, StormSettings};
+use gateway_ports::{
+    Clock, ConfigSource, DedupSettings, RetrySettings, SecuritySettings, StormSettings,
+};
 
 /// One problem with a settings document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,8 @@ pub struct Loaded {
     pub dedup: DedupSettings,
     /// `retry.yaml`, or the defaults.
     pub retry: RetrySettings,
+    /// `security.yaml`, or the defaults (every namespace allowed).
+    pub security: SecuritySettings,
     /// Files that were missing (defaults used), in words.
     pub warnings: Vec<String>,
 }
@@ -107,6 +111,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigErrors> {
         storm: (*source.storm()).clone(),
         dedup: (*source.dedup()).clone(),
         retry: (*source.retry()).clone(),
+        security: (*source.security()).clone(),
         warnings: source.warnings().to_vec(),
     })
 }
@@ -145,8 +150,15 @@ mod tests {
             "retry.yaml",
             "max_attempts: 3\ninitial_backoff: 100ms\nmax_backoff: 5s\n",
         );
+        write(
+            dir.path(),
+            "security.yaml",
+            "allowed_namespaces:\n  - team-*\n  - production\n",
+        );
         let loaded = load_dir(dir.path()).unwrap();
         assert_eq!(loaded.storm.rate_threshold.get(), 3);
+        assert!(loaded.security.allowed_namespaces.allows("team-a"));
+        assert!(!loaded.security.allowed_namespaces.allows("default"));
         assert_eq!(loaded.dedup.ttl.get(), Duration::from_secs(600));
         assert_eq!(loaded.retry.initial_backoff, Duration::from_millis(100));
         assert!(loaded.warnings.is_empty());
@@ -162,10 +174,17 @@ mod tests {
         let loaded = load_dir(dir.path()).unwrap();
         assert_eq!(
             loaded.warnings.len(),
-            2,
-            "storm.yaml and retry.yaml: {:?}",
+            3,
+            "storm.yaml, retry.yaml and security.yaml: {:?}",
             loaded.warnings
         );
+        assert!(
+            loaded.warnings[2]
+                .ends_with("security.yaml not found: using built-in security defaults"),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(loaded.security.allowed_namespaces.allows("any-namespace"));
     }
 
     #[test]
@@ -178,6 +197,11 @@ mod tests {
         );
         write(dir.path(), "dedup.yaml", "ttl: soon\n");
         write(dir.path(), "retry.yaml", "");
+        write(
+            dir.path(),
+            "security.yaml",
+            "allowed_namespaces: [ok, Team-A]\n",
+        );
         let errors = load_dir(dir.path()).unwrap_err().0;
         let summary: Vec<(String, Option<String>)> = errors
             .iter()
@@ -199,7 +223,13 @@ mod tests {
                 ("storm.yaml".into(), Some("sampling_rate".into())),
                 ("dedup.yaml".into(), Some("ttl".into())),
                 ("retry.yaml".into(), None),
+                ("security.yaml".into(), Some("allowed_namespaces".into())),
             ]
+        );
+        assert!(
+            errors[4].reason.starts_with("entry 2 \"Team-A\" has 'T'"),
+            "{}",
+            errors[4]
         );
         assert!(
             errors[2].reason.contains("invalid duration"),

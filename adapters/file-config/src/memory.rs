@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use gateway_ports::{
     ChangeListener, Clock, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, DedupSettings,
-    ReloadRecord, RetrySettings, StormSettings,
+    ReloadRecord, RetrySettings, SecuritySettings, StormSettings,
 };
 
 use crate::ConfigErrors;
@@ -120,6 +120,9 @@ impl ConfigSource for MemorySource {
     fn retry(&self) -> Arc<RetrySettings> {
         self.judge.retry()
     }
+    fn security(&self) -> Arc<SecuritySettings> {
+        self.judge.security()
+    }
     fn generation(&self, kind: ConfigKind) -> u64 {
         self.judge.generation(kind)
     }
@@ -163,7 +166,7 @@ mod tests {
     #[tokio::test]
     async fn documents_set_and_removed_in_memory_are_judged_at_once() {
         let source = MemorySource::new(Arc::new(crate::NoClock));
-        assert_eq!(source.warnings().len(), 3, "{:?}", source.warnings());
+        assert_eq!(source.warnings().len(), 4, "{:?}", source.warnings());
         assert_eq!(
             source.warnings()[0],
             "memory: storm.yaml not found: using built-in storm defaults"

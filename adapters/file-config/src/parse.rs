@@ -7,8 +7,12 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized};
-use gateway_ports::settings::{RawDedupSettings, RawRetrySettings, RawStormSettings};
-use gateway_ports::{ConfigKind, DedupSettings, InvalidSettings, RetrySettings, StormSettings};
+use gateway_ports::settings::{
+    RawDedupSettings, RawRetrySettings, RawSecuritySettings, RawStormSettings,
+};
+use gateway_ports::{
+    ConfigKind, DedupSettings, InvalidSettings, RetrySettings, SecuritySettings, StormSettings,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,6 +52,8 @@ pub enum Parsed {
     Dedup(DedupSettings),
     /// `retry.yaml`
     Retry(RetrySettings),
+    /// `security.yaml`
+    Security(SecuritySettings),
 }
 
 fn problem(document: &str, key: Option<String>, reason: impl Into<String>) -> DocumentProblem {
@@ -144,6 +150,10 @@ fn parse_with_env(
             .validate()
             .map(Parsed::Retry)
             .map_err(|e| invalid(document, e)),
+        ConfigKind::Security => extract::<RawSecuritySettings>(kind, document, text, env_base)?
+            .validate()
+            .map(Parsed::Security)
+            .map_err(|e| invalid(document, e)),
     }
 }
 
@@ -162,6 +172,7 @@ impl Parsed {
             Parsed::Storm(s) => as_map(&RawStormSettings::from(s)),
             Parsed::Dedup(s) => as_map(&RawDedupSettings::from(s)),
             Parsed::Retry(s) => as_map(&RawRetrySettings::from(s)),
+            Parsed::Security(s) => as_map(&RawSecuritySettings::from(s)),
         }
     }
 }
@@ -219,6 +230,28 @@ mod tests {
             assert!(e[0].reason.contains("environment"), "{}", e[0]);
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_namespace_list_replaces_the_default_and_a_null_one_is_refused() {
+        let security = |text: &str| parse(ConfigKind::Security, "security.yaml", text.as_bytes());
+        let Ok(Parsed::Security(s)) = security("allowed_namespaces: [team-a]\n") else {
+            panic!()
+        };
+        assert_eq!(
+            s.allowed_namespaces.patterns().len(),
+            1,
+            "not appended to `*`"
+        );
+        assert!(!s.allowed_namespaces.allows("default"));
+        let Ok(Parsed::Security(s)) = security("allowed_namespaces: []\n") else {
+            panic!()
+        };
+        assert!(s.allowed_namespaces.patterns().is_empty());
+        let e = security("allowed_namespaces:\n").unwrap_err();
+        assert_eq!(e[0].key.as_deref(), Some("allowed_namespaces"), "{}", e[0]);
+        let e = security("allowed_namespaces: team-a\n").unwrap_err();
+        assert_eq!(e[0].key.as_deref(), Some("allowed_namespaces"), "{}", e[0]);
     }
 
     #[test]

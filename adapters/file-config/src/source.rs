@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use gateway_ports::{
     ChangeListener, Clock, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, DedupSettings,
-    ReloadRecord, RetrySettings, StormSettings,
+    ReloadRecord, RetrySettings, SecuritySettings, StormSettings,
 };
 
 use crate::ConfigErrors;
@@ -112,6 +112,9 @@ impl<R: Send + Sync> ConfigSource for DocumentSource<R> {
     }
     fn retry(&self) -> Arc<RetrySettings> {
         self.judge.retry()
+    }
+    fn security(&self) -> Arc<SecuritySettings> {
+        self.judge.security()
     }
     fn generation(&self, kind: ConfigKind) -> u64 {
         self.judge.generation(kind)
