@@ -144,16 +144,14 @@ fn percent_decoded(s: &str) -> Option<String> {
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -411,9 +409,18 @@ mod tests {
             ("redis://:s3cret@redis:6379/0", "redis://redis:6379/0"),
             ("redis://user:s3cret@redis:6379", "redis://redis:6379"),
             ("rediss://user:s3cret@host", "rediss://host"),
-            ("rediss://:s3cret@host:6380/1#insecure", "rediss://host:6380/1#insecure"),
-            ("redis://host?password=s3cret", "redis://host?password=<redacted>"),
-            ("redis://host/0?pass=s3cret", "redis://host/0?pass=<redacted>"),
+            (
+                "rediss://:s3cret@host:6380/1#insecure",
+                "rediss://host:6380/1#insecure",
+            ),
+            (
+                "redis://host?password=s3cret",
+                "redis://host?password=<redacted>",
+            ),
+            (
+                "redis://host/0?pass=s3cret",
+                "redis://host/0?pass=<redacted>",
+            ),
             (
                 "redis://host?db=2&protocol=resp3&pass=s3cret",
                 "redis://host?db=2&protocol=resp3&pass=<redacted>",
@@ -427,7 +434,10 @@ mod tests {
                 "redis+unix:///run/redis.sock?db=1&user=<redacted>&pass=<redacted>",
             ),
             // A raw `&` in the password: the tail is no `name=value`, redacted whole.
-            ("redis://h?pass=s3&cret", "redis://h?pass=<redacted>&<redacted>"),
+            (
+                "redis://h?pass=s3&cret",
+                "redis://h?pass=<redacted>&<redacted>",
+            ),
             // Encoded names are not trusted to be harmless.
             ("redis://h?p%61ss=s3cret", "redis://h?<redacted>"),
             // A raw `@` or `?` in the user-info password.
