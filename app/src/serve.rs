@@ -232,7 +232,7 @@ fn stores(
     let options = RedisOptions {
         password,
         command_timeout: args.redis_timeout,
-        ..RedisOptions::new(url.clone())
+        ..RedisOptions::new(url.to_string())
     };
     let store = Arc::new(RedisStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
     // The gauge follows every command and health check, outage or not.

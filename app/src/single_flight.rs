@@ -155,7 +155,7 @@ mod tests {
         let flights = Arc::new(SingleFlight::<u32>::default());
         let cancelled = {
             let flights = flights.clone();
-            tokio::spawn(async move { flights.run(|| std::future::pending()).await })
+            tokio::spawn(async move { flights.run(std::future::pending).await })
         };
         tokio::task::yield_now().await;
         let waiting = {

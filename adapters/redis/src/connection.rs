@@ -106,8 +106,8 @@ pub fn redacted(url: &str) -> String {
 }
 
 /// The secrets `url` carries (the user-info password, and the values of parameters other than
-/// `db` and `protocol`), as written and percent-decoded, for a log filter that must never print
-/// them whatever error text echoes them.
+/// `db`, `protocol` and `user`), as written and percent-decoded, for a log filter that must
+/// never print them whatever error text echoes them.
 pub fn secrets_of(url: &str) -> Vec<String> {
     let mut secrets = Vec::new();
     let Some(scheme_end) = url.find("://") else {
@@ -115,16 +115,15 @@ pub fn secrets_of(url: &str) -> Vec<String> {
         return secrets;
     };
     let rest = &url[scheme_end + 3..];
-    if let Some(at) = rest.rfind('@') {
-        let user_info = &rest[..at];
-        let password = user_info.split_once(':').map_or(user_info, |(_, pw)| pw);
+    // A user name alone is no secret (and registering `default` would blank a common word).
+    if let Some((_, password)) = rest.rfind('@').and_then(|at| rest[..at].split_once(':')) {
         secrets.push(password.to_owned());
     }
     if let Some((_, query)) = rest.split_once('?') {
         let query = query.split_once('#').map_or(query, |(q, _)| q);
         for parameter in query.split('&') {
             match parameter.split_once('=') {
-                Some((name, _)) if SHOWN_PARAMETERS.contains(&name) => {}
+                Some((name, _)) if SHOWN_PARAMETERS.contains(&name) || name == "user" => {}
                 Some((_, value)) => secrets.push(value.to_owned()),
                 None => secrets.push(parameter.to_owned()),
             }
@@ -472,6 +471,7 @@ mod tests {
             ["a%2Bb", "x", "a+b"]
         );
         assert!(secrets_of("redis://h:1/0?db=2").is_empty());
+        assert!(secrets_of("redis://default@h:1/0?user=default").is_empty());
     }
 
     #[tokio::test]
