@@ -159,8 +159,10 @@ pub struct ServeArgs {
     /// Redis for dedup and storm state shared by every replica (`redis://host:6379/0`,
     /// `rediss://…` for TLS, `redis+unix:///run/redis.sock`). Without it, state is in memory,
     /// per replica.
-    #[arg(long, env = "GATEWAY_REDIS_URL")]
-    pub redis_url: Option<String>,
+    /// The URL may carry the password: `--help` never shows the environment's value, and
+    /// `Debug` shows it redacted.
+    #[arg(long, env = "GATEWAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<RedisUrl>,
     /// File holding the Redis password (a mounted Secret); `GATEWAY_REDIS_PASSWORD` also works.
     #[arg(long, env = "GATEWAY_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<std::path::PathBuf>,
@@ -257,4 +259,48 @@ pub struct ServeArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("invalid duration {s:?} ({e}): write it like 500ms or 5s"))
+}
+
+/// `--redis-url`: a URL that may carry a password, so its `Debug` is redacted (a `{args:?}`
+/// anywhere must not print it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl std::str::FromStr for RedisUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(RedisUrl(s.to_owned()))
+    }
+}
+
+impl std::ops::Deref for RedisUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", gateway_adapter_redis::redacted(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod redis_url_tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn the_redis_url_is_redacted_in_debug_output() {
+        let cli = Cli::try_parse_from(["gateway", "--redis-url", "redis://:hunter2@h:1?pass=pw9"])
+            .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw9"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://h:1"), "{shown}");
+    }
 }

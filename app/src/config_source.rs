@@ -32,6 +32,7 @@ use gateway_ports::{
 };
 
 use crate::cli::{ConfigSourceArg, ServeArgs};
+use crate::single_flight::SingleFlight;
 
 /// The longest wait for the ConfigMap at start-up.
 pub const STARTUP_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +44,8 @@ pub struct SettingsSource {
     settings: Arc<dyn ConfigSource>,
     control: Arc<dyn ConfigControl>,
     origin: String,
+    /// `POST /-/reload` is single-flight: concurrent callers share one reload (of every source).
+    reloads: Arc<SingleFlight<Vec<ReloadRecord>>>,
 }
 
 impl SettingsSource {
@@ -55,6 +58,7 @@ impl SettingsSource {
             settings: source.clone(),
             control: source,
             origin: origin.into(),
+            reloads: Arc::default(),
         }
     }
 
@@ -90,8 +94,10 @@ impl ConfigControl for SettingsSource {
     fn status(&self) -> Vec<ConfigStatus> {
         self.control.status()
     }
+    /// A reload that starts after this call, shared with every caller asking meanwhile (see
+    /// [`SingleFlight`]): a burst of requests costs at most two reads of the source.
     async fn reload_now(&self) -> Vec<ReloadRecord> {
-        self.control.reload_now().await
+        self.reloads.run(|| self.control.reload_now()).await
     }
     fn on_reload(&self, observer: Box<dyn Fn(&ReloadRecord) + Send + Sync>) {
         self.control.on_reload(observer);

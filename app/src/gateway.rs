@@ -294,7 +294,7 @@ impl Gateway {
     }
 
     /// Readiness: accepting, and the dedup store and the sink usable now.
-    pub async fn readiness(&self) -> Result<(), Vec<String>> {
+    pub async fn readiness(&self) -> Result<(), Vec<&'static str>> {
         let ready = self.readiness.check(self.clock.now()).await;
         self.metrics.ready(ready.is_ok());
         ready

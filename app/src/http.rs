@@ -19,7 +19,7 @@ use gateway_ports::settings::{
     RawDedupSettings, RawRetrySettings, RawSecuritySettings, RawStormSettings,
 };
 use gateway_ports::{ConfigControl, ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
-use gateway_signal::PayloadError;
+use gateway_signal::{ECHO_CHARS, PayloadError, truncated};
 use serde::Serialize;
 use serde_json::json;
 
@@ -31,6 +31,10 @@ use crate::outcome::{AlertOutcome, Outcome, Unrecorded};
 mod guard;
 
 pub use guard::RequestLimits;
+
+/// The longest `detail` of a problem, in characters: a backstop, each echoed value being
+/// truncated to [`ECHO_CHARS`] where it is written.
+const MAX_DETAIL_CHARS: usize = 1024;
 
 /// The default limit on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -67,7 +71,7 @@ impl Problem {
             status,
             kind,
             title,
-            detail: detail.into(),
+            detail: truncated(&detail.into(), MAX_DETAIL_CHARS).into_owned(),
             retry_after: None,
             extra: serde_json::Map::new(),
         }
@@ -295,7 +299,7 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             "Unsupported media type",
             format!(
                 "expected Content-Type application/json, got {:?}",
-                content_type
+                truncated(content_type, ECHO_CHARS)
             ),
         ));
     }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod input_limits;
 pub mod intake;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod occurrences;
 pub mod outcome;
@@ -20,22 +21,14 @@ pub mod placement;
 pub mod readiness;
 pub mod remediation;
 pub mod serve;
+pub mod single_flight;
 pub mod supervise;
 pub mod ticker;
 pub mod writer;
 
 use cli::LogFormat;
 
-/// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
+/// Installs the tracing subscriber (`RUST_LOG` filters; default `info`); see [`logging`].
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    logging::init(format);
 }

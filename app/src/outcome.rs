@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use gateway_ports::{RetrySettings, Signal};
+use gateway_signal::{ECHO_CHARS, truncated};
 use serde::Serialize;
 
 /// What happened to one signal.
@@ -67,6 +68,11 @@ impl Outcome {
     }
 }
 
+/// A value of the request as an answer repeats it: at most [`ECHO_CHARS`] characters.
+fn echo(value: &str) -> String {
+    truncated(value, ECHO_CHARS).into_owned()
+}
+
 /// The outcome of one signal, as answered to the sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AlertOutcome {
@@ -101,9 +107,13 @@ impl AlertOutcome {
     /// The outcome of `signal`; `created` follows the outcome.
     pub fn of(signal: &Signal, outcome: Outcome) -> Self {
         AlertOutcome {
-            alert: signal.name.clone(),
-            namespace: signal.namespace.clone(),
-            resource: format!("{}/{}", signal.resource.kind, signal.resource.name),
+            // Echoes of the request: bounded like every echo.
+            alert: echo(&signal.name),
+            namespace: echo(&signal.namespace),
+            resource: echo(&format!(
+                "{}/{}",
+                signal.resource.kind, signal.resource.name
+            )),
             fingerprint: signal.fingerprint.to_string(),
             outcome,
             remediation: None,
@@ -225,7 +235,7 @@ impl NotRecorded {
 
 /// A signal that could not be recorded: the sender must send it again.
 #[derive(Debug, thiserror::Error)]
-#[error("signal {alert} could not be recorded: {}", .reason.describe())]
+#[error("signal {} could not be recorded: {}", echo(.alert), .reason.describe())]
 pub struct Unrecorded {
     /// The alert concerned.
     pub alert: String,

@@ -13,7 +13,7 @@ use gateway_adapter_kube::{ClientOptions, KubeWriter};
 use gateway_adapter_memory::{
     MemoryDedupStore, MemoryOutbox, MemoryStormCounter, MemoryWindowStore, SystemClock,
 };
-use gateway_adapter_redis::{RedisOptions, RedisStore, redacted};
+use gateway_adapter_redis::{RedisOptions, RedisStore, redacted, secrets_of};
 use gateway_ports::{
     Clock, ConfigControl, ConfigSource, DedupStore, Outbox, RemediationWriter, StormCounter,
     WindowStore,
@@ -225,10 +225,14 @@ fn stores(
             .ok()
             .filter(|p| !p.is_empty()),
     };
+    // Whatever error text a client or server echoes, the log never shows these.
+    for secret in password.iter().cloned().chain(secrets_of(url)) {
+        crate::logging::never_print(&secret);
+    }
     let options = RedisOptions {
         password,
         command_timeout: args.redis_timeout,
-        ..RedisOptions::new(url.clone())
+        ..RedisOptions::new(url.to_string())
     };
     let store = Arc::new(RedisStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
     // The gauge follows every command and health check, outage or not.

@@ -72,6 +72,8 @@ pub struct TestRedis {
     pub url: String,
     host: String,
     port: u16,
+    /// The password Redis requires (`--requirepass`), if any.
+    password: Option<String>,
 }
 
 impl TestRedis {
@@ -90,7 +92,19 @@ impl TestRedis {
         Self::start_with(&args).await
     }
 
+    /// A Redis that requires `password` (`--requirepass`): [`TestRedis::url`] carries none, a
+    /// client must send it.
+    pub async fn start_with_password(password: &str) -> TestRedis {
+        let mut args: Vec<&str> = REDIS_ARGS.to_vec();
+        args.extend(["--requirepass", password]);
+        Self::start_with_auth(&args, Some(password)).await
+    }
+
     async fn start_with(args: &[&str]) -> TestRedis {
+        Self::start_with_auth(args, None).await
+    }
+
+    async fn start_with_auth(args: &[&str], password: Option<&str>) -> TestRedis {
         let (name, tag) = redis_image();
         let mut last_error = String::new();
         // The host port is chosen before Docker binds it: another process (or Docker, for a
@@ -118,6 +132,7 @@ impl TestRedis {
                         url: format!("redis://{host}:{port}"),
                         host,
                         port,
+                        password: password.map(str::to_owned),
                     };
                     redis.wait_until_ready().await;
                     return redis;
@@ -166,6 +181,16 @@ impl TestRedis {
     pub async fn ping(&self) -> bool {
         let exchange = async {
             let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            if let Some(password) = &self.password {
+                stream
+                    .write_all(format!("AUTH {password}\r\n").as_bytes())
+                    .await?;
+                let mut ok = [0_u8; 5];
+                stream.read_exact(&mut ok).await?;
+                if &ok != b"+OK\r\n" {
+                    return Ok(false);
+                }
+            }
             stream.write_all(b"PING\r\n").await?;
             let mut reply = [0_u8; 7];
             stream.read_exact(&mut reply).await?;

@@ -47,4 +47,4 @@ mod outbox;
 mod storm_counter;
 mod windows;
 
-pub use connection::{RedisOptions, RedisStore, redacted};
+pub use connection::{RedisOptions, RedisStore, redacted, secrets_of};

@@ -1,11 +1,9 @@
 //! Alertmanager webhook (version 4) → signals.
 
-use std::collections::BTreeMap;
-
 use gateway_ports::{ResourceRef, Severity, Signal, SignalSource, SignalStatus, Timestamp};
 use serde::Deserialize;
 
-use crate::error::{Object, PayloadError, decode};
+use crate::error::{ECHO_CHARS, Object, PayloadError, UniqueMap, decode, truncated};
 use crate::fingerprint::fingerprint;
 use crate::{is_cluster_scoped, usable_time};
 
@@ -23,8 +21,8 @@ struct Webhook {
 #[serde(rename_all = "camelCase")]
 struct Alert {
     status: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
-    annotations: Option<BTreeMap<String, String>>,
+    labels: Option<UniqueMap<String>>,
+    annotations: Option<UniqueMap<String>>,
     starts_at: Option<String>,
 }
 
@@ -65,7 +63,10 @@ pub fn parse_alertmanager(body: &[u8], received: Timestamp) -> Result<Vec<Signal
     {
         return Err(PayloadError::at(
             "version",
-            format!("unsupported webhook version {version:?}, expected \"4\""),
+            format!(
+                "unsupported webhook version {:?}, expected \"4\"",
+                truncated(version, ECHO_CHARS)
+            ),
         ));
     }
     let alerts = webhook
@@ -86,14 +87,17 @@ fn to_signal(index: usize, alert: Alert, received: Timestamp) -> Result<Signal, 
         Some("firing") => SignalStatus::Firing,
         Some("resolved") => SignalStatus::Resolved,
         other => {
-            let got = other.map_or_else(|| "nothing".to_owned(), |s| format!("{s:?}"));
+            let got = other.map_or_else(
+                || "nothing".to_owned(),
+                |s| format!("{:?}", truncated(s, ECHO_CHARS)),
+            );
             return Err(PayloadError::at(
                 format!("alerts[{index}].status"),
                 format!("must be \"firing\" or \"resolved\", got {got}"),
             ));
         }
     };
-    let labels = alert.labels.unwrap_or_default();
+    let labels = alert.labels.map(|m| m.0).unwrap_or_default();
     let name = match labels.get("alertname") {
         Some(name) if !name.trim().is_empty() => name.clone(),
         _ => {
@@ -140,7 +144,7 @@ fn to_signal(index: usize, alert: Alert, received: Timestamp) -> Result<Signal, 
         firing_time: usable_time(alert.starts_at.as_deref()).unwrap_or(received),
         received_time: received,
         labels,
-        annotations: alert.annotations.unwrap_or_default(),
+        annotations: alert.annotations.map(|m| m.0).unwrap_or_default(),
     })
 }
 

@@ -1,10 +1,12 @@
 //! The one error of this crate, and the JSON decoding that produces it with a path.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_path_to_error::{Path, Segment};
 
@@ -23,12 +25,37 @@ pub struct PayloadError {
 }
 
 impl PayloadError {
+    /// An error at `path`; both are bounded, as they may echo the request (see [`truncated`]).
     pub(crate) fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        let (path, reason) = (path.into(), reason.into());
         PayloadError {
-            path: path.into(),
-            reason: reason.into(),
+            path: truncated(&path, 4 * ECHO_CHARS).into_owned(),
+            reason: bounded_reason(&reason),
         }
     }
+}
+
+/// The most characters of one value from a request that an error message repeats.
+pub const ECHO_CHARS: usize = 128;
+
+/// `text` cut to at most `max_chars` characters (at a character boundary), `…` marking a cut:
+/// how every value from a request is echoed in an error, so that a 1 MB label cannot make a
+/// 1 MB error body or log line.
+pub fn truncated(text: &str, max_chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
+/// A reason bounded to about one echoed value plus the words around it, keeping serde_json's
+/// closing `at line L column C`, which is what a sender needs.
+fn bounded_reason(reason: &str) -> String {
+    let (head, position) = match reason.rfind(" at line ") {
+        Some(at) if reason[at..].contains(" column ") => reason.split_at(at),
+        _ => (reason, ""),
+    };
+    format!("{}{position}", truncated(head, ECHO_CHARS + 96))
 }
 
 impl fmt::Display for PayloadError {
@@ -47,12 +74,79 @@ impl fmt::Display for PayloadError {
 /// which is what a sender needs to find a syntax error.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let Object(value) = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| PayloadError::at(render(e.path()), e.into_inner().to_string()))?;
+    let Object(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut path = render(e.path());
+        let reason = e.into_inner().to_string();
+        // serde's derived structs refuse a repeated field at the struct's path; point at the key.
+        match duplicate_field(&reason) {
+            Some(field) => {
+                push_key(&mut path, field);
+                let duplicate = format!("duplicate key {:?}", truncated(field, ECHO_CHARS));
+                PayloadError::at(path, duplicate)
+            }
+            None => PayloadError::at(path, reason),
+        }
+    })?;
     // Without this, `{...} garbage` would be accepted.
     de.end()
         .map_err(|e| PayloadError::at(String::new(), e.to_string()))?;
     Ok(value)
+}
+
+/// The field named by serde's "duplicate field `name`" message.
+fn duplicate_field(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix("duplicate field `")?;
+    rest.find('`').map(|end| &rest[..end])
+}
+
+/// A JSON object read as a map whose keys must be distinct: a repeated key is an error at that
+/// key's path (`alerts[0].labels.team: duplicate key "team"`), where serde would silently keep
+/// the last value — and another reader of the same bytes might keep the first.
+#[derive(Debug)]
+pub(crate) struct UniqueMap<V>(pub(crate) BTreeMap<String, V>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = UniqueMap<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueMap<V>, A::Error> {
+                let mut entries = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.contains_key(&key) {
+                        // Through the value's seed, so that the error's path ends at the key.
+                        map.next_value_seed(Duplicate(&key))?;
+                        return Err(A::Error::custom("duplicate key"));
+                    }
+                    let value = map.next_value()?;
+                    entries.insert(key, value);
+                }
+                Ok(UniqueMap(entries))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
+}
+
+/// The value of a repeated key: refused without being read.
+struct Duplicate<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for Duplicate<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<Self::Value, D::Error> {
+        Err(D::Error::custom(format_args!(
+            "duplicate key {:?}",
+            truncated(self.0, ECHO_CHARS)
+        )))
+    }
 }
 
 /// A `T` read only from a JSON object.
@@ -102,6 +196,8 @@ fn render(path: &Path) -> String {
 }
 
 fn push_key(out: &mut String, key: &str) {
+    let key = truncated(key, ECHO_CHARS);
+    let key = key.as_ref();
     let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if plain {
         if !out.is_empty() {
@@ -157,6 +253,53 @@ mod tests {
         let err = decode::<Doc>(br#"{"items":[{"k":"v" "l":"w"}]}"#).unwrap_err();
         assert_eq!(err.path, "items[0]");
         assert!(err.reason.contains("line 1 column"), "{err}");
+    }
+
+    #[test]
+    fn a_repeated_map_key_is_refused_at_its_path() {
+        type Unique = BTreeMap<String, Vec<Object<Labelled>>>;
+        #[derive(Debug, Deserialize)]
+        struct Labelled {
+            _labels: Option<UniqueMap<String>>,
+        }
+        let err = decode::<Unique>(br#"{"items":[{"_labels":{"a":"1","team":"x","team":"y"}}]}"#)
+            .unwrap_err();
+        assert_eq!(err.path, "items[0]._labels.team");
+        assert!(err.reason.starts_with(r#"duplicate key "team""#), "{err}");
+        assert!(
+            decode::<Unique>(br#"{"items":[{"_labels":{"a":"1","b":"1"}}]}"#).is_ok(),
+            "distinct keys, equal values"
+        );
+    }
+
+    #[test]
+    fn a_repeated_struct_field_is_refused_at_its_path() {
+        #[derive(Debug, Deserialize)]
+        struct Pair {
+            _a: Option<String>,
+        }
+        let err =
+            decode::<BTreeMap<String, Object<Pair>>>(br#"{"x": {"_a":"1","_a":"2"}}"#).unwrap_err();
+        assert_eq!(err.path, "x._a");
+        assert_eq!(err.reason, r#"duplicate key "_a""#);
+    }
+
+    #[test]
+    fn echoed_values_are_truncated_at_a_character_boundary() {
+        assert_eq!(truncated("short", 128), "short");
+        let long = "é".repeat(1_000_000);
+        let cut = truncated(&long, ECHO_CHARS);
+        assert_eq!(cut.chars().count(), ECHO_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        // serde echoes the value; the position survives the cut.
+        let body = format!(r#"{{"items":[{{"k":"{}"}}]}}"#, "x".repeat(1 << 20));
+        let err =
+            decode::<BTreeMap<String, Vec<BTreeMap<String, u32>>>>(body.as_bytes()).unwrap_err();
+        assert!(err.reason.len() < 400, "{}", err.reason.len());
+        assert!(err.reason.contains("at line 1 column"), "{err}");
+        let key = "k".repeat(10_000);
+        let err = decode::<Doc>(format!(r#"{{"items":[{{"{key}":1}}]}}"#).as_bytes()).unwrap_err();
+        assert!(err.path.len() < 200, "{}", err.path);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use gateway_ports::{ResourceRef, Severity, Signal, SignalSource, SignalStatus, Timestamp};
 use serde::Deserialize;
 
-use crate::error::{Object, PayloadError, decode};
+use crate::error::{ECHO_CHARS, Object, PayloadError, decode, truncated};
 use crate::fingerprint::fingerprint;
 use crate::{is_cluster_scoped, usable_time};
 
@@ -83,7 +83,10 @@ pub fn parse_kubernetes_event(
         // a puzzling "involvedObject: missing".
         return Err(PayloadError::at(
             "apiVersion",
-            format!("only core/v1 Events are accepted (apiVersion \"v1\"), got {api_version:?}"),
+            format!(
+                "only core/v1 Events are accepted (apiVersion \"v1\"), got {:?}",
+                truncated(api_version, ECHO_CHARS)
+            ),
         ));
     }
     if let Some(kind) = event.kind.as_deref()
@@ -91,7 +94,7 @@ pub fn parse_kubernetes_event(
     {
         return Err(PayloadError::at(
             "kind",
-            format!("expected \"Event\", got {kind:?}"),
+            format!("expected \"Event\", got {:?}", truncated(kind, ECHO_CHARS)),
         ));
     }
     let event_type = required(event.event_type.as_deref(), "type")?;
@@ -118,7 +121,10 @@ pub fn parse_kubernetes_event(
         other => {
             return Err(PayloadError::at(
                 "type",
-                format!("must be \"Warning\" or \"Normal\", got {other:?}"),
+                format!(
+                    "must be \"Warning\" or \"Normal\", got {:?}",
+                    truncated(other, ECHO_CHARS)
+                ),
             ));
         }
     }

@@ -81,7 +81,7 @@ mod proptests;
 use gateway_ports::Timestamp;
 
 pub use alertmanager::parse_alertmanager;
-pub use error::PayloadError;
+pub use error::{ECHO_CHARS, PayloadError, truncated};
 pub use fingerprint::fingerprint;
 pub use kubernetes::{EventOutcome, parse_kubernetes_event};
 
