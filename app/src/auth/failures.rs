@@ -126,10 +126,11 @@ impl FailureLimiter {
         self.sweep(now);
         let window = self.limits.window;
         let burst = self.limits.burst.get();
-        if !self.peers.contains_key(&peer) && self.peers.len() >= self.limits.max_peers.get() {
-            if let Some((_, oldest)) = self.order.pop_first() {
-                self.peers.remove(&oldest);
-            }
+        if !self.peers.contains_key(&peer)
+            && self.peers.len() >= self.limits.max_peers.get()
+            && let Some((_, oldest)) = self.order.pop_first()
+        {
+            self.peers.remove(&oldest);
         }
         let key = self.key(now + window);
         let entry = self.peers.entry(peer).or_insert_with(|| Entry {
