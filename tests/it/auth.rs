@@ -555,3 +555,108 @@ async fn the_gateway_refuses_to_start_without_a_mode_or_with_a_bad_token_file() 
         .unwrap();
     assert!(e.to_string().contains("--auth-failure-burst"), "{e:#}");
 }
+
+mod in_process {
+    //! The router without the accept loop: the authenticator mocked, no `Peer` on requests.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use gateway::auth::{Auth, FailureLimits};
+    use gateway::http::{AppState, RequestLimits, router};
+    use gateway_ports::{Action, Denial, MockAuthenticator, Verdict};
+    use gateway_tests::{SAMPLE_WEBHOOK, TestGateway};
+    use tower::ServiceExt;
+
+    async fn call(app: &axum::Router, method: &str, uri: &str) -> axum::response::Response {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, "Bearer some-token-of-a-caller")
+            .header(header::CONTENT_TYPE, "application/json");
+        if method == "GET" {
+            request = request.header(header::ACCEPT, "application/json");
+        }
+        let body = if uri.starts_with("/api/") {
+            Body::from(SAMPLE_WEBHOOK)
+        } else {
+            Body::empty()
+        };
+        app.clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn app(gw: &TestGateway, mock: MockAuthenticator, limits: FailureLimits) -> axum::Router {
+        // The base state first: each `Auth` built sets `gateway_auth_mode`, the last one wins.
+        let base = gw.state();
+        let state = AppState {
+            auth: Auth::new(Arc::new(mock), limits, gw.gateway.metrics()),
+            ..base
+        };
+        router(state, &RequestLimits::default())
+    }
+
+    #[tokio::test]
+    async fn each_route_asks_its_action_and_an_unavailable_authority_fails_closed() {
+        let gw = TestGateway::new();
+        let mut mock = MockAuthenticator::new();
+        mock.expect_mode().return_const("tokenreview");
+        mock.expect_authenticate().returning(|token, action| {
+            assert_eq!(token, "some-token-of-a-caller");
+            match action {
+                Action::SendSignals => Verdict::Denied(Denial::Unavailable),
+                Action::ReadConfig => Verdict::Allowed {
+                    subject: "system:serviceaccount:monitoring:alertmanager".into(),
+                },
+                Action::Reload => Verdict::Denied(Denial::Forbidden),
+            }
+        });
+        let app = app(&gw, mock, FailureLimits::default());
+
+        let refused = call(&app, "POST", "/api/v1/signals/prometheus").await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+        assert!(gw.remediations().is_empty(), "nothing recorded when unsure");
+        assert_eq!(call(&app, "GET", "/config").await.status(), StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/debug/dead-letters").await.status(),
+            StatusCode::OK
+        );
+        // Not reloadable here (404 if it got through): the layer answered first.
+        assert_eq!(
+            call(&app, "POST", "/-/reload").await.status(),
+            StatusCode::FORBIDDEN
+        );
+        let text = gw.gateway.metrics_text();
+        for series in [
+            "gateway_auth_mode{mode=\"tokenreview\"} 1",
+            "gateway_auth_failures_total{reason=\"unavailable\"} 1",
+            "gateway_auth_failures_total{reason=\"forbidden\"} 1",
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_peer_address_are_one_unknown_peer() {
+        let gw = TestGateway::new();
+        let mut mock = MockAuthenticator::new();
+        mock.expect_mode().return_const("token");
+        mock.expect_authenticate()
+            .times(2)
+            .returning(|_, _| Verdict::Denied(Denial::Invalid));
+        let limits = FailureLimits::new(2, Duration::from_secs(60), 10).unwrap();
+        let app = app(&gw, mock, limits);
+        for _ in 0..2 {
+            let answer = call(&app, "POST", "/api/v1/signals/prometheus").await;
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        }
+        let blocked = call(&app, "GET", "/config").await;
+        assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(blocked.headers()[header::RETRY_AFTER], "60");
+    }
+}
