@@ -52,13 +52,12 @@ const MAX_NAME_CHARS: usize = 63;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     /// The file cannot be read.
-    #[error("cannot read the token file {path}: {source}")]
+    #[error("cannot read the token file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
+        /// Why (in the message, so that a log line of it says why).
+        cause: io::Error,
     },
     /// The file holds no token.
     #[error("the token file {path} holds no token (only blank lines and comments)")]
@@ -236,9 +235,9 @@ impl TokenFile {
     /// naming the file (and the line), never the token.
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, TokenFileError> {
         let path = path.into();
-        let bytes = read(&path).map_err(|source| TokenFileError::Read {
+        let bytes = read(&path).map_err(|cause| TokenFileError::Read {
             path: path.clone(),
-            source,
+            cause,
         })?;
         let set = Self::judge(&path, &bytes)?;
         let dir = match path.parent() {
@@ -320,9 +319,9 @@ impl TokenFile {
             *last = Some(seen);
         }
         let judged = read
-            .map_err(|source| TokenFileError::Read {
+            .map_err(|cause| TokenFileError::Read {
                 path: self.path.clone(),
-                source,
+                cause,
             })
             .and_then(|bytes| Self::judge(&self.path, &bytes));
         let outcome = match judged {
