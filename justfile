@@ -1,9 +1,9 @@
 # The gateway's everyday commands; `just --list` is the manual.
 # (`just` is on PyPI: `pip install rust-just`.)
 
-# Run the gateway on embedded defaults (in-memory dedup, RemediationRequests as YAML in ./remediations)
+# Run the gateway on embedded defaults (in-memory dedup, RemediationRequests as YAML in ./remediations), without authentication
 run *ARGS:
-    cargo run -p gateway -- --listen 127.0.0.1:8080 --config-dir deploy/config {{ARGS}}
+    cargo run -p gateway -- --auth none --listen 127.0.0.1:8080 --config-dir deploy/config {{ARGS}}
 
 # Run every test: unit, property, integration (the README's test command; builds the Redis image)
 test *ARGS: redis-image

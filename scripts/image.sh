@@ -104,7 +104,7 @@ container="$(docker run -d "${run_flags[@]}" --network "$network" \
   -v "$config:/etc/kubernaut/config:ro" \
   -e GATEWAY_LOG_FORMAT=json \
   -p 127.0.0.1::8080 "$image" \
-  --remediation-dir /tmp/remediations --shutdown-delay 1s \
+  --auth none --remediation-dir /tmp/remediations --shutdown-delay 1s \
   --redis-url "redis://$redis:6379/0")" || fail "docker run"
 port="$(docker port "$container" 8080/tcp | head -n1 | sed 's/.*://')"
 base="http://127.0.0.1:$port"

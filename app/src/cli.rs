@@ -69,6 +69,18 @@ pub enum StateBackend {
     Memory,
 }
 
+/// How callers of the signal and admin endpoints are authenticated (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Bearer tokens from `--auth-token-file` (and `--admin-token-file`), hot-reloaded.
+    Token,
+    /// Kubernetes ServiceAccount tokens, checked with TokenReview and SubjectAccessReview.
+    #[value(name = "tokenreview")]
+    TokenReview,
+    /// No authentication: anyone who reaches the port may send signals and reload settings.
+    None,
+}
+
 /// Where the hot-reloadable settings come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSourceArg {
@@ -253,6 +265,42 @@ pub struct ServeArgs {
     /// this long: a round writing to a slow API server legitimately takes a few seconds.
     #[arg(long, env = "GATEWAY_TICKER_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub ticker_stall_timeout: Duration,
+
+    // --- Authentication (see `crate::auth`, built by `crate::serve::authenticator`). ---
+    /// How callers of the signal and admin endpoints are authenticated: `token` (bearer tokens
+    /// from `--auth-token-file`), `tokenreview` (Kubernetes ServiceAccount tokens) or `none`.
+    /// No default: the gateway refuses to start without it.
+    #[arg(long, env = "GATEWAY_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+    /// `--auth token`: the file of bearer tokens (a mounted Secret key), one per line,
+    /// `NAME:TOKEN` or `TOKEN`; `#` comments. Watched: a change applies within seconds.
+    #[arg(long, env = "GATEWAY_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// `--auth token`: a separate file of admin tokens (`/config`, `/-/reload`,
+    /// `/debug/dead-letters`); when set, signal tokens get 403 there. Without it, signal tokens
+    /// may also use the admin endpoints.
+    #[arg(long, env = "GATEWAY_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Authentication failures (401) from one peer within `--auth-failure-window` after which it
+    /// is refused (429) without being checked, for the window.
+    #[arg(long, env = "GATEWAY_AUTH_FAILURE_BURST", default_value_t = 10)]
+    pub auth_failure_burst: u32,
+    /// How long failures are counted, and how long a peer past the burst is refused.
+    #[arg(long, env = "GATEWAY_AUTH_FAILURE_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    pub auth_failure_window: Duration,
+    /// Peers whose failures are tracked at most (past it, the oldest is forgotten).
+    #[arg(long, env = "GATEWAY_AUTH_MAX_TRACKED_PEERS", default_value_t = 10_000)]
+    pub auth_max_tracked_peers: usize,
+    /// `--auth tokenreview`: how long a verdict on a token is cached (a revoked token works at
+    /// most this long).
+    #[arg(long, env = "GATEWAY_AUTH_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
+    /// `--auth tokenreview`: verdicts cached at most (past it, the oldest is forgotten).
+    #[arg(long, env = "GATEWAY_AUTH_CACHE_MAX", default_value_t = 10_000)]
+    pub auth_cache_max: usize,
+    /// `--auth tokenreview`: the audience tokens must be issued for (default: the API server's).
+    #[arg(long, env = "GATEWAY_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
 }
 
 /// Durations on the command line are written like the config files' (`500ms`, `5s`).

@@ -18,11 +18,12 @@ use axum::{Json, Router};
 use gateway_ports::settings::{
     RawDedupSettings, RawRetrySettings, RawSecuritySettings, RawStormSettings,
 };
-use gateway_ports::{ConfigControl, ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
+use gateway_ports::{Action, ConfigControl, ConfigKind, ConfigStatus, ReloadRecord, ReloadResult};
 use gateway_signal::{ECHO_CHARS, PayloadError, truncated};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::{Auth, authorize};
 use crate::gateway::{Gateway, Payload, Refused};
 use crate::input_limits::OverLimit;
 use crate::metrics::HttpMethod;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Reload control of the settings source, when it is reloadable.
     pub control: Option<Arc<dyn ConfigControl>>,
+    /// Who may send signals and use the admin endpoints (`--auth`).
+    pub auth: Auth,
 }
 
 /// An RFC 9457 problem.
@@ -55,13 +58,13 @@ pub struct Problem {
     kind: &'static str,
     title: &'static str,
     detail: String,
-    retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// Extension members (RFC 9457 §3.2), such as the JSON path of a payload error.
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         kind: &'static str,
         title: &'static str,
@@ -171,8 +174,11 @@ impl From<Unrecorded> for Problem {
 
 /// The gateway's router, enforcing `limits` (see [`RequestLimits`]): every route answers within
 /// the request timeout; the signal endpoints shed load beyond the concurrency limit, while
-/// `/healthz`, `/readyz` and `/metrics` are never shed.
+/// `/healthz`, `/readyz` and `/metrics` are never shed. The signal and admin endpoints need
+/// what `state.auth` allows (see [`crate::auth`]); health, readiness and metrics stay open.
 pub fn router(state: AppState, limits: &RequestLimits) -> Router {
+    let guarded =
+        |action: Action| middleware::from_fn_with_state(state.auth.guard(action), authorize);
     let shedding = guard::Shedding::new(state.gateway.clone(), limits.max_concurrent);
     let timeout = guard::Timeout {
         gateway: state.gateway.clone(),
@@ -193,12 +199,23 @@ pub fn router(state: AppState, limits: &RequestLimits) -> Router {
         )
         // Only the routes above: health checks and scrapes stay unlimited.
         .route_layer(middleware::from_fn_with_state(shedding, guard::shed))
+        // Outside the shedding: a refused caller never takes a sender's place.
+        .route_layer(guarded(Action::SendSignals))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/config", get(config))
-        .route("/-/reload", post(reload))
-        .route("/debug/dead-letters", get(dead_letters))
+        .route(
+            "/config",
+            get(config).route_layer(guarded(Action::ReadConfig)),
+        )
+        .route(
+            "/-/reload",
+            post(reload).route_layer(guarded(Action::Reload)),
+        )
+        .route(
+            "/debug/dead-letters",
+            get(dead_letters).route_layer(guarded(Action::ReadConfig)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

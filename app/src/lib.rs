@@ -2,6 +2,7 @@
 //! the HTTP server, metrics, the CLI, and the carrying out of the domain's decisions.
 
 pub mod aggregates;
+pub mod auth;
 pub mod backlog;
 pub mod cli;
 pub mod config_source;

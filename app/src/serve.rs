@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use gateway_adapter_directory::DirectoryWriter;
 use gateway_adapter_embedded::{EmbeddedOptions, EmbeddedStore};
-use gateway_adapter_file_config::WatchOptions;
-use gateway_adapter_kube::{ClientOptions, KubeWriter};
+use gateway_adapter_file_config::{TokenAuthenticator, TokenFile, WatchOptions};
+use gateway_adapter_kube::{ClientOptions, KubeWriter, TokenReviewOptions, TokenReviewer};
 use gateway_adapter_memory::{
     MemoryDedupStore, MemoryOutbox, MemoryStormCounter, MemoryWindowStore, SystemClock,
 };
@@ -21,13 +21,14 @@ use gateway_ports::{
 use gateway_storm::WindowCapacity;
 use tokio::net::TcpListener;
 
-use crate::cli::{ServeArgs, Sink, StateBackend};
+use crate::auth::{Auth, FailureLimits};
+use crate::cli::{AuthMode, ServeArgs, Sink, StateBackend};
 use crate::config_source::SettingsSource;
 use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
 use crate::input_limits::InputLimits;
 use crate::limits::{Limits, ShutdownTiming};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TokenFileRole};
 use crate::{connections, supervise};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
@@ -102,6 +103,99 @@ pub async fn assemble(
         gateway,
         config: source,
     })
+}
+
+/// The `--auth` mode, or the reason the gateway refuses to start without one.
+pub fn auth_mode(args: &ServeArgs) -> anyhow::Result<AuthMode> {
+    args.auth.context(
+        "choose --auth token|tokenreview|none (or GATEWAY_AUTH): the signal and admin endpoints \
+         need an explicit choice; `none` lets anyone who reaches the port send signals and reload \
+         the settings",
+    )
+}
+
+/// The authentication `--auth` names, exporting its mode in `metrics`. `token`: the token files
+/// are read now (unreadable, empty or invalid: an error) and watched on the current tokio
+/// runtime for as long as the returned `Auth` lives.
+pub async fn authenticator(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Auth> {
+    let mode = auth_mode(args)?;
+    let limits = FailureLimits::new(
+        args.auth_failure_burst,
+        args.auth_failure_window,
+        args.auth_max_tracked_peers,
+    )
+    .map_err(anyhow::Error::msg)?;
+    match mode {
+        AuthMode::None => {
+            tracing::warn!(
+                "--auth none: NO AUTHENTICATION — anyone who can reach this port may send signals, \
+                 read the settings and dead letters, and reload the settings"
+            );
+            Ok(Auth::none(metrics))
+        }
+        AuthMode::Token => {
+            let path = args
+                .auth_token_file
+                .as_ref()
+                .context("--auth token needs --auth-token-file FILE (a mounted Secret key, one token per line)")?;
+            let load = |path: &std::path::PathBuf,
+                        role: TokenFileRole|
+             -> anyhow::Result<Arc<TokenFile>> {
+                let file = Arc::new(TokenFile::load(path)?);
+                metrics.auth_tokens(role, file.tokens());
+                let observed = metrics.clone();
+                file.on_reload(move |reload| observed.auth_token_reload(role, reload));
+                Ok(file)
+            };
+            let signal = load(path, TokenFileRole::Signal)?;
+            let admin = args
+                .admin_token_file
+                .as_ref()
+                .map(|admin| load(admin, TokenFileRole::Admin))
+                .transpose()?;
+            tracing::info!(
+                file = %signal.path().display(),
+                tokens = signal.tokens(),
+                admin_file = ?admin.as_ref().map(|a| a.path().display().to_string()),
+                admin_tokens = admin.as_ref().map(|a| a.tokens()),
+                "bearer tokens required (--auth token)"
+            );
+            let tokens = TokenAuthenticator::new(signal, admin);
+            let watching = tokens.watch(WatchOptions {
+                debounce: args.config_debounce,
+                resync: args.config_resync,
+                ..WatchOptions::default()
+            });
+            let auth = Auth::new(Arc::new(tokens), limits, metrics);
+            for handle in watching {
+                auth.keep(handle);
+            }
+            Ok(auth)
+        }
+        AuthMode::TokenReview => {
+            let client = gateway_adapter_kube::client(&ClientOptions {
+                kubeconfig: args.kubeconfig.clone(),
+            })
+            .await
+            .context("--auth tokenreview needs the Kubernetes API")?;
+            let options = TokenReviewOptions {
+                audiences: args.auth_audience.iter().cloned().collect(),
+                cache_ttl: args.auth_cache_ttl,
+                timeout: args.kube_timeout,
+                max_cached: args.auth_cache_max,
+            };
+            tracing::info!(
+                cache_ttl = ?options.cache_ttl,
+                audiences = ?options.audiences,
+                "ServiceAccount tokens checked with TokenReview and SubjectAccessReview (--auth tokenreview)"
+            );
+            let observed = metrics.clone();
+            let reviewer = TokenReviewer::new(client, options).with_observer(move |call| {
+                observed.kube_api_call(call.verb, &call.code, call.duration);
+            });
+            Ok(Auth::new(Arc::new(reviewer), limits, metrics))
+        }
+    }
 }
 
 /// The RemediationRequest sink `--sink` names.
@@ -354,11 +448,14 @@ pub async fn shutdown_signal() {
 
 /// `gateway serve`: builds, binds, watches the settings source and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Before anything connects anywhere: limits that cannot work together are a typo.
+    // Before anything connects anywhere: limits that cannot work together are a typo, and the
+    // endpoints are never served without an explicit authentication choice.
     Limits::of(&args)?;
+    auth_mode(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let setup = crate::config_source::config_source(&args, clock.clone()).await?;
     let Assembled { gateway, config } = assemble(&args, clock, setup.source.clone()).await?;
+    let auth = authenticator(&args, gateway.metrics()).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -372,6 +469,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         AppState {
             gateway,
             control: Some(control),
+            auth,
         },
         listener,
         &args,

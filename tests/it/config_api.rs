@@ -41,6 +41,7 @@ async fn served() -> Served {
     Served {
         dir,
         state: AppState {
+            auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
             gateway: assembled.gateway,
             control: Some(control),
         },

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)] // tests wait on and measure real time
 
 mod apiserver;
+mod auth;
 mod chaos;
 mod config_api;
 mod config_sources;

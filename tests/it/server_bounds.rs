@@ -242,6 +242,7 @@ async fn a_panicking_round_is_restarted_counted_and_fails_readiness_until_one_co
     let state = AppState {
         gateway: gateway.clone(),
         control: None,
+        auth: gateway::auth::Auth::none(gateway.metrics()),
     };
     let (base, stop, server) = serve(
         state,

@@ -87,11 +87,12 @@ impl TestGateway {
         }
     }
 
-    /// The HTTP state over this gateway (its settings are not reloadable).
+    /// The HTTP state over this gateway (its settings are not reloadable; `--auth none`).
     pub fn state(&self) -> gateway::http::AppState {
         gateway::http::AppState {
             gateway: self.gateway.clone(),
             control: None,
+            auth: gateway::auth::Auth::none(self.gateway.metrics()),
         }
     }
 

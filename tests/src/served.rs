@@ -30,7 +30,8 @@ pub struct ServedGateway {
 }
 
 impl ServedGateway {
-    /// Starts a gateway with these `serve` flags (`--shutdown-delay 0s` is added), watching its
+    /// Starts a gateway with these `serve` flags (`--shutdown-delay 0s` is added, and
+    /// `--auth none` unless the flags choose a mode), watching its
     /// settings source (the config directory with `watch`'s options, or the ConfigMap of
     /// `--config-source configmap:…`) when `watch` is given, and waits until it reports ready.
     pub async fn start(flags: &[&str], watch: Option<WatchOptions>) -> ServedGateway {
@@ -43,6 +44,12 @@ impl ServedGateway {
         watch: Option<WatchOptions>,
     ) -> anyhow::Result<ServedGateway> {
         let mut argv = vec!["gateway", "--shutdown-delay", "0s"];
+        if !flags
+            .iter()
+            .any(|f| *f == "--auth" || f.starts_with("--auth="))
+        {
+            argv.extend(["--auth", "none"]);
+        }
         argv.extend_from_slice(flags);
         // The embedded state (the default) in a directory of its own, unless the flags say where.
         let chosen = flags
@@ -59,6 +66,7 @@ impl ServedGateway {
         let clock: Arc<dyn gateway_ports::Clock> = Arc::new(SystemClock);
         let setup = gateway::config_source::config_source(&args, clock.clone()).await?;
         let assembled = gateway::serve::assemble(&args, clock, setup.source.clone()).await?;
+        let auth = gateway::serve::authenticator(&args, assembled.gateway.metrics()).await?;
         let watching = watch.map(|options| setup.watch(options));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -68,6 +76,7 @@ impl ServedGateway {
         let state = AppState {
             gateway: assembled.gateway.clone(),
             control: Some(control),
+            auth,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {

@@ -38,6 +38,7 @@ mod judge;
 mod memory;
 mod parse;
 mod source;
+mod tokens;
 mod watch;
 
 pub use dir::{ConfigDir, DirSource};
@@ -46,6 +47,7 @@ pub use judge::{Judge, ReloadObserver};
 pub use memory::{MEMORY, MemorySource};
 pub use parse::{ENV_BASE, Parsed, env_prefix, parse};
 pub use source::{DocumentSource, ReadDocuments, ReadError};
+pub use tokens::{MIN_TOKEN_CHARS, TokenAuthenticator, TokenFile, TokenFileError, TokenReload};
 pub use watch::{WatchHandle, WatchOptions};
 
 use std::fmt;

@@ -13,6 +13,27 @@ use tokio::sync::mpsc;
 
 use crate::DirSource;
 
+/// What a watcher keeps fresh: a directory, and how to read it again. The config directory
+/// ([`DirSource`]) and the token files ([`TokenFile`](crate::TokenFile)) are watched alike.
+#[async_trait::async_trait]
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// The directory to watch (never the files in it, whose inodes the kubelet replaces).
+    fn watched_dir(&self) -> &Path;
+    /// Reads the directory's content again, and applies it if it changed and is valid.
+    async fn reread(self: Arc<Self>);
+}
+
+#[async_trait::async_trait]
+impl Watched for DirSource {
+    fn watched_dir(&self) -> &Path {
+        self.dir()
+    }
+
+    async fn reread(self: Arc<Self>) {
+        self.reload_now().await;
+    }
+}
+
 /// How the directory is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchOptions {
@@ -51,9 +72,14 @@ impl DirSource {
     /// Each reload it makes is a [`reload_now`](ConfigControl::reload_now): serialised with
     /// `POST /-/reload`'s.
     pub fn watch(self: &Arc<Self>, options: WatchOptions) -> WatchHandle {
-        WatchHandle {
-            task: tokio::spawn(run(Arc::clone(self), options)),
-        }
+        spawn(Arc::clone(self), options)
+    }
+}
+
+/// Spawns the watcher of `watched` on the current tokio runtime.
+pub(crate) fn spawn<W: Watched>(watched: Arc<W>, options: WatchOptions) -> WatchHandle {
+    WatchHandle {
+        task: tokio::spawn(run(watched, options)),
     }
 }
 
@@ -118,8 +144,8 @@ fn start(dir: &Path, tx: mpsc::UnboundedSender<Signal>) -> notify::Result<Recomm
 /// every this many debounce periods.
 const MAX_DEBOUNCE_PERIODS: u32 = 10;
 
-async fn run(source: Arc<DirSource>, options: WatchOptions) {
-    let dir = source.dir().to_owned();
+async fn run<W: Watched>(source: Arc<W>, options: WatchOptions) {
+    let dir = source.watched_dir().to_owned();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher: Option<(RecommendedWatcher, (u64, u64))> = None;
     loop {
@@ -173,7 +199,7 @@ async fn run(source: Arc<DirSource>, options: WatchOptions) {
                 Ok(None) | Err(_) => break,
             }
         }
-        source.reload_now().await;
+        Arc::clone(&source).reread().await;
         // Removed, or removed and created again: the watch is on a dead inode.
         if watcher
             .as_ref()

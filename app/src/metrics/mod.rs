@@ -15,7 +15,10 @@ use prometheus::{
 
 use crate::outcome::{NotRecorded, Rejected};
 
+mod auth;
 mod record;
+
+pub use auth::{AUTH_MODES, TokenFileRole};
 
 /// An HTTP method as a label: the methods the gateway serves, every other one `other`, so a
 /// client cannot grow the label set.
@@ -126,6 +129,7 @@ pub struct Metrics {
     http_connections_open: IntGauge,
     http_connections_evicted: IntCounter,
     ticker_restarts: IntCounter,
+    auth: auth::AuthMetrics,
 }
 
 /// Registers a new metric and hands it back: the one way a metric is made. Names, help texts and
@@ -461,6 +465,7 @@ impl Metrics {
                     "Background rounds that panicked (the ticker carries on with the next)",
                 ),
             ),
+            auth: auth::AuthMetrics::new(&r),
             registry: r,
         };
         for reason in [

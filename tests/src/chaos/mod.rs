@@ -36,7 +36,9 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Flags every chaos run passes: short deadlines and intervals so that a run takes seconds, a
 /// small window capacity so that the storm is sampled.
-const COMMON_FLAGS: [&str; 12] = [
+const COMMON_FLAGS: [&str; 14] = [
+    "--auth",
+    "none",
     "--shutdown-delay",
     "200ms",
     "--update-interval",
