@@ -22,6 +22,7 @@ pub mod remediation;
 pub mod serve;
 pub mod supervise;
 pub mod ticker;
+pub mod tls;
 pub mod writer;
 
 use cli::LogFormat;

@@ -28,6 +28,7 @@ use crate::http::{AppState, router};
 use crate::input_limits::InputLimits;
 use crate::limits::{Limits, ShutdownTiming};
 use crate::metrics::Metrics;
+use crate::tls::{Tls, TlsFiles};
 use crate::{connections, supervise};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
@@ -256,6 +257,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let limits = Limits::of(args)?;
     let gateway = state.gateway.clone();
+    // HTTPS when the flags say so: a pair that cannot be served stops the start here.
+    let tls = TlsFiles::of(args)?
+        .map(|files| Tls::load(files, gateway.metrics().clone()))
+        .transpose()?;
+    let _reloading = tls.as_ref().map(Tls::watch);
     match gateway.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -293,13 +299,19 @@ pub async fn serve(
         tokio::time::sleep(delay).await;
         deadline
     };
-    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = tls.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|t| t.files().client_ca.is_some()),
+        "gateway listening"
+    );
     gateway.serving(limits.ticker_stall);
     let (open, deadline) = connections::accept(
         listener,
         app,
         limits.connections,
         gateway.metrics().clone(),
+        tls,
         begun,
     )
     .await;
@@ -350,8 +362,10 @@ pub async fn shutdown_signal() {
 
 /// `gateway serve`: builds, binds, watches the settings source and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Before anything connects anywhere: limits that cannot work together are a typo.
+    // Before anything connects anywhere: limits that cannot work together are a typo, and so
+    // is half a TLS configuration.
     Limits::of(&args)?;
+    TlsFiles::of(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let setup = crate::config_source::config_source(&args, clock.clone()).await?;
     let Assembled { gateway, config } = assemble(&args, clock, setup.source.clone()).await?;

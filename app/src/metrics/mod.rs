@@ -16,6 +16,9 @@ use prometheus::{
 use crate::outcome::{NotRecorded, Rejected};
 
 mod record;
+mod tls;
+
+pub use tls::{HandshakeFailure, TlsReload};
 
 /// An HTTP method as a label: the methods the gateway serves, every other one `other`, so a
 /// client cannot grow the label set.
@@ -126,6 +129,7 @@ pub struct Metrics {
     http_connections_open: IntGauge,
     http_connections_evicted: IntCounter,
     ticker_restarts: IntCounter,
+    tls: tls::TlsMetrics,
 }
 
 /// Registers a new metric and hands it back: the one way a metric is made. Names, help texts and
@@ -461,6 +465,7 @@ impl Metrics {
                     "Background rounds that panicked (the ticker carries on with the next)",
                 ),
             ),
+            tls: tls::TlsMetrics::register(&r),
             registry: r,
         };
         for reason in [
