@@ -28,3 +28,4 @@ mod server_bounds;
 mod settings_bounds;
 mod storm_conformance;
 mod storm_writes;
+mod tls;
