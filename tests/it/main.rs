@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 #![allow(clippy::disallowed_methods)] // tests wait on and measure real time
 
+mod alertmanager_tls;
 mod apiserver;
 mod chaos;
 mod config_api;
