@@ -62,10 +62,9 @@ impl Alertmanager {
 
     async fn wait_ready(&self, client: &reqwest::Client) {
         for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/-/ready", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            let ready = client.get(format!("{}/-/ready", self.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
