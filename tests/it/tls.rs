@@ -411,6 +411,29 @@ async fn a_tls_configuration_that_cannot_be_served_stops_the_start() {
     let e = dirs.start(true).await.err().expect("an empty client CA");
     assert!(format!("{e:#}").contains("ca.crt"), "{e:#}");
 
+    let out = dirs.out.path().to_str().unwrap();
+    let config = dirs.config.path().to_str().unwrap();
+    let e = ServedGateway::try_start(
+        &[
+            "--config-dir",
+            config,
+            "--remediation-dir",
+            out,
+            "--tls-cert-file",
+            "/nonexistent/tls.crt",
+            "--tls-key-file",
+            "/nonexistent/tls.key",
+        ],
+        None,
+    )
+    .await
+    .err()
+    .expect("unreadable files");
+    assert!(
+        format!("{e:#}").contains("cannot read /nonexistent/tls.crt"),
+        "{e:#}"
+    );
+
     for (flags, expected) in [
         (&["--tls-cert-file", "c"][..], "--tls-key-file"),
         (&["--tls-key-file", "k"][..], "--tls-cert-file"),
