@@ -301,6 +301,22 @@ pub struct ServeArgs {
     /// `--auth tokenreview`: the audience tokens must be issued for (default: the API server's).
     #[arg(long, env = "GATEWAY_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
+    // --- HTTPS (see `crate::tls`). ---
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first), e.g. a
+    /// cert-manager Secret's `tls.crt`. Needs `--tls-key-file`. Re-read when it changes: no
+    /// restart on rotation.
+    #[arg(long, env = "GATEWAY_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `--tls-cert-file` (PEM: PKCS#8, PKCS#1 or SEC1), e.g. `tls.key`.
+    #[arg(long, env = "GATEWAY_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CA certificates (PEM), e.g. `ca.crt`
+    /// (mTLS). Needs `--tls-cert-file`.
+    #[arg(long, env = "GATEWAY_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Re-read the TLS files this often even without a change notification.
+    #[arg(long, env = "GATEWAY_TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
 }
 
 /// Durations on the command line are written like the config files' (`500ms`, `5s`).

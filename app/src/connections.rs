@@ -8,6 +8,12 @@
 //! endpoints shed load below the connection limit (`--max-concurrent-requests` <
 //! `--max-connections`), a connection is always idle, so health checks always get in, and the
 //! process never holds more sockets than the limit.
+//!
+//! With TLS ([`crate::tls`]) each connection's task first completes the handshake, with the
+//! configuration in force when it was accepted, under the same header-read timeout (a client
+//! that never finishes the handshake is a slow loris too); a failed handshake is counted and the
+//! connection closed. The connection table, eviction and shutdown treat a handshaking
+//! connection like an idle one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +31,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::metrics::{Metrics, Shed};
+use crate::metrics::{HandshakeFailure, Metrics, Shed};
+use crate::tls::Tls;
 
 /// The address of the client a request came from, in every request's extensions (one
 /// connection, one peer).
@@ -156,6 +163,78 @@ impl Drop for InFlight {
     }
 }
 
+/// One accepted connection, ready to serve HTTP over whatever stream it ends up with.
+struct Connection {
+    shared: Shared,
+    id: u64,
+    peer: SocketAddr,
+    app: Router,
+    http: http1::Builder,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 on `io` until the client closes, or after the answer in flight once
+    /// `closing` says so.
+    async fn serve<I>(self, io: I, closing: &mut watch::Receiver<bool>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Connection {
+            shared,
+            id,
+            peer,
+            app,
+            http,
+        } = self;
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            shared.table().request(id, true);
+            request.extensions_mut().insert(Peer(peer));
+            let in_flight = InFlight {
+                shared: shared.clone(),
+                id,
+            };
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                drop(in_flight);
+                response
+            }
+        });
+        let connection = http.serve_connection(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            }
+            () = closed(closing) => {
+                // Idle: closed at once; busy: closed after the answer in flight.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.as_mut().await;
+            }
+        }
+    }
+}
+
+/// Resolves once the listener has closed.
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+/// Why a handshake failed, from what tokio-rustls said.
+fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
+    let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+        return HandshakeFailure::Protocol;
+    };
+    match tls {
+        rustls::Error::NoCertificatesPresented => HandshakeFailure::ClientCertificateMissing,
+        rustls::Error::InvalidCertificate(_) => HandshakeFailure::ClientCertificateInvalid,
+        rustls::Error::AlertReceived(_) => HandshakeFailure::ClientAlert,
+        _ => HandshakeFailure::Protocol,
+    }
+}
+
 /// The connections still open when the listener closed (see [`Open::close`]).
 #[derive(Debug)]
 pub struct Open {
@@ -173,13 +252,14 @@ pub struct Abandoned {
     pub requests: usize,
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then closes the listener and hands back
-/// the connections still open, and what `stop` said.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `stop` resolves, then closes
+/// the listener and hands back the connections still open, and what `stop` said.
 pub async fn accept<T>(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     metrics: Metrics,
+    tls: Option<Arc<Tls>>,
     stop: impl Future<Output = T>,
 ) -> (Open, T) {
     let mut open = Open {
@@ -199,7 +279,7 @@ pub async fn accept<T>(
             said = &mut stop => return (open, said),
             Some(_) = open.tasks.join_next(), if !open.tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => open.admit(stream, peer, &app, &http, limits.max),
+                Ok((stream, peer)) => open.admit(stream, peer, &app, &http, limits, tls.as_ref()),
                 Err(e) => {
                     // Out of file descriptors (another part of the process holds them): back
                     // off rather than spin; the connections open now still close in time.
@@ -218,12 +298,13 @@ impl Open {
         peer: SocketAddr,
         app: &Router,
         http: &http1::Builder,
-        max: usize,
+        limits: ConnectionLimits,
+        tls: Option<&Arc<Tls>>,
     ) {
         let evict = Arc::new(Notify::new());
         let id = {
             let mut table = self.shared.table();
-            if table.open.len() >= max {
+            if table.open.len() >= limits.max {
                 match table.evict_idlest() {
                     Some(idle) => {
                         idle.notify_one();
@@ -233,6 +314,7 @@ impl Open {
                         drop(table);
                         self.shared.metrics.http_shed(Shed::Connections);
                         // Without waiting: a client that does not read gets a closed socket.
+                        // (Over TLS it reads this as a failed handshake: the same refusal.)
                         let _ = stream.try_write(&REFUSED);
                         return;
                     }
@@ -242,40 +324,51 @@ impl Open {
             self.shared.metrics.http_connections_open(table.open.len());
             id
         };
-        let shared = self.shared.clone();
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            shared.table().request(id, true);
-            request.extensions_mut().insert(Peer(peer));
-            let in_flight = InFlight {
-                shared: shared.clone(),
-                id,
-            };
-            let app = app.clone();
-            async move {
-                let response = app.oneshot(request).await;
-                drop(in_flight);
-                response
-            }
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = Connection {
+            shared: self.shared.clone(),
+            id,
+            peer,
+            app: app.clone(),
+            http: http.clone(),
+        };
         let mut closing = self.closing.subscribe();
+        // The configuration in force now: a rotation during the handshake does not touch it.
+        let acceptor = tls.map(|tls| tls.acceptor());
+        let handshake_timeout = limits.header_read_timeout;
         let shared = self.shared.clone();
         self.tasks.spawn(async move {
-            tokio::pin!(connection);
-            tokio::select! {
-                served = connection.as_mut() => {
-                    if let Err(e) = served {
-                        tracing::debug!(error = %e, "connection ended");
+            let served = async {
+                match acceptor {
+                    None => connection.serve(TokioIo::new(stream), &mut closing).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                        let shaken = tokio::select! {
+                            shaken = handshake => shaken,
+                            // Nothing was asked on it yet: closed at once.
+                            () = closed(&mut closing) => return,
+                        };
+                        let failure = match shaken {
+                            Ok(Ok(stream)) => {
+                                return connection.serve(TokioIo::new(stream), &mut closing).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                                handshake_failure(&e)
+                            }
+                            Err(_) => {
+                                tracing::debug!(peer = %peer, timeout = ?handshake_timeout, "TLS handshake not finished in time");
+                                HandshakeFailure::Timeout
+                            }
+                        };
+                        connection.shared.metrics.tls_handshake_failed(failure);
                     }
                 }
+            };
+            tokio::select! {
+                () = served => {}
                 // Dropping the connection closes the socket; no request is in flight on it.
                 () = evict.notified() => {}
-                () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
-                    // Idle: closed at once; busy: closed after the answer in flight.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.as_mut().await;
-                }
             }
             shared.close(id);
         });
@@ -360,9 +453,16 @@ mod tests {
         };
         let metrics = Metrics::new();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(accept(listener, app, limits, metrics.clone(), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(accept(
+            listener,
+            app,
+            limits,
+            metrics.clone(),
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let slow = b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
         let fast = b"GET /fast HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
 

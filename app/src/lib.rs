@@ -25,6 +25,7 @@ pub mod serve;
 pub mod single_flight;
 pub mod supervise;
 pub mod ticker;
+pub mod tls;
 pub mod writer;
 
 use cli::LogFormat;

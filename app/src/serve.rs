@@ -29,6 +29,7 @@ use crate::http::{AppState, router};
 use crate::input_limits::InputLimits;
 use crate::limits::{Limits, ShutdownTiming};
 use crate::metrics::{Metrics, TokenFileRole};
+use crate::tls::{Tls, TlsFiles};
 use crate::{connections, supervise};
 
 /// How often storm windows are checked for inactivity and queued writes retried.
@@ -354,6 +355,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let limits = Limits::of(args)?;
     let gateway = state.gateway.clone();
+    // HTTPS when the flags say so: a pair that cannot be served stops the start here.
+    let tls = TlsFiles::of(args)?
+        .map(|files| Tls::load(files, gateway.metrics().clone()))
+        .transpose()?;
+    let _reloading = tls.as_ref().map(Tls::watch);
     match gateway.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -391,13 +397,19 @@ pub async fn serve(
         tokio::time::sleep(delay).await;
         deadline
     };
-    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = tls.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|t| t.files().client_ca.is_some()),
+        "gateway listening"
+    );
     gateway.serving(limits.ticker_stall);
     let (open, deadline) = connections::accept(
         listener,
         app,
         limits.connections,
         gateway.metrics().clone(),
+        tls,
         begun,
     )
     .await;
@@ -448,9 +460,11 @@ pub async fn shutdown_signal() {
 
 /// `gateway serve`: builds, binds, watches the settings source and serves.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Before anything connects anywhere: limits that cannot work together are a typo, and the
-    // endpoints are never served without an explicit authentication choice.
+    // Before anything connects anywhere: limits that cannot work together are a typo, and so
+    // is half a TLS configuration; the endpoints are never served without an explicit
+    // authentication choice.
     Limits::of(&args)?;
+    TlsFiles::of(&args)?;
     auth_mode(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let setup = crate::config_source::config_source(&args, clock.clone()).await?;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 #![allow(clippy::disallowed_methods)] // tests wait on and measure real time
 
+mod alertmanager_tls;
 mod apiserver;
 mod auth;
 mod chaos;
@@ -33,3 +34,4 @@ mod settings_bounds;
 mod storm_conformance;
 mod storm_writes;
 mod tokenreview;
+mod tls;

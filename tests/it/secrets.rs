@@ -17,7 +17,13 @@ use gateway_tests::redis::TestRedis;
 const REDIS_PASSWORD: &str = "Redis-pa55word-6f1d2c";
 
 /// Every secret the gateway is given; none may appear in anything it prints or serves.
-const SECRETS: [&str; 1] = [REDIS_PASSWORD];
+const SECRETS: [&str; 3] = [REDIS_PASSWORD, AUTH_TOKEN, WRONG_TOKEN];
+
+/// The bearer token the gateway accepts (`--auth token`), sent with every request of the run.
+const AUTH_TOKEN: &str = "Auth-t0ken-9b3e7a51c2d4";
+
+/// A bearer token the gateway does not know: refused, and never echoed either.
+const WRONG_TOKEN: &str = "Wrong-t0ken-4c8d1e0f7a62";
 
 /// How the Redis password reaches the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +81,14 @@ fn gateway_flags(form: Form, redis: &TestRedis, dir: &Path) -> Vec<String> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("# senders\nalertmanager:{AUTH_TOKEN}\n")).unwrap();
+    flags.extend([
+        "--auth".to_owned(),
+        "token".to_owned(),
+        "--auth-token-file".to_owned(),
+        tokens.display().to_string(),
+    ]);
     if form == Form::File {
         let file = dir.join("redis-password");
         std::fs::write(&file, format!("{pw}\n")).unwrap();
@@ -272,6 +286,16 @@ async fn scenario(run: &Run, client: &reqwest::Client, dir: &Path, served: &mut 
         client.get(format!("{base}/config")),
         client.get(format!("{base}/metrics")),
         client.get(format!("{base}/debug/dead-letters")),
+        // Refused callers: a token the gateway does not know, and none at all.
+        post("/api/v1/signals/prometheus", webhook("WrongToken"))
+            .header("authorization", format!("Bearer {WRONG_TOKEN}")),
+        client
+            .get(format!("{base}/config"))
+            .header("authorization", format!("Bearer {WRONG_TOKEN}")),
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/signals/prometheus"))
+            .header("content-type", "application/json")
+            .body(webhook("NoToken")),
     ];
     for request in requests {
         served.push(exchange(request).await.1);
@@ -304,7 +328,16 @@ fn assert_nothing_leaked(what: &str, bytes: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_printed_or_served_whatever_form_it_was_given_in() {
     let redis = TestRedis::start_with_password(REDIS_PASSWORD).await;
-    let client = reqwest::Client::new();
+    // Every request of the run carries the token, unless it says otherwise.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {AUTH_TOKEN}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let forms = [
         Form::UserInfo,
         Form::UserAndPassword,

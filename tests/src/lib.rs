@@ -4,6 +4,7 @@
 #![allow(missing_debug_implementations)] // test support holding trait objects
 
 pub mod apiserver;
+pub mod certs;
 pub mod chaos;
 pub mod kubelet;
 pub mod redis;

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 /// A gateway serving on `127.0.0.1:<free port>` until [`ServedGateway::stop`].
 pub struct ServedGateway {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with `--tls-cert-file`).
     pub base: String,
     /// Its config source (to reload or inspect).
     pub config: Arc<SettingsSource>,
@@ -71,7 +71,9 @@ impl ServedGateway {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("bound"));
+        let tls = flags.contains(&"--tls-cert-file");
+        let scheme = if tls { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().expect("bound"));
         let control: Arc<dyn ConfigControl> = assembled.config.clone();
         let state = AppState {
             gateway: assembled.gateway.clone(),
@@ -85,6 +87,41 @@ impl ServedGateway {
             })
             .await
         });
+        if tls {
+            // The test's client alone knows which CA to trust: readiness is read from the
+            // metrics, and a TLS configuration that cannot be served is the error returned.
+            let ready = async {
+                loop {
+                    if server.is_finished() {
+                        return false;
+                    }
+                    let text = assembled.gateway.metrics().render();
+                    if text.lines().any(|line| line == "gateway_ready 1") {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let ready = tokio::time::timeout(Duration::from_secs(10), ready)
+                .await
+                .expect("the gateway becomes ready or fails");
+            if !ready {
+                let _ = stop.send(());
+                return match server.await.expect("server task") {
+                    Err(e) => Err(e),
+                    Ok(()) => Err(anyhow::anyhow!("the gateway stopped at once")),
+                };
+            }
+            return Ok(ServedGateway {
+                base,
+                config: assembled.config,
+                gateway: assembled.gateway,
+                stop,
+                server,
+                _watching: watching,
+                _state: state_tmp,
+            });
+        }
         let served = ServedGateway {
             base,
             config: assembled.config,

@@ -17,6 +17,9 @@ use crate::outcome::{NotRecorded, Rejected};
 
 mod auth;
 mod record;
+mod tls;
+
+pub use tls::{HandshakeFailure, TlsReload};
 
 pub use auth::{AUTH_MODES, TokenFileRole};
 
@@ -130,6 +133,7 @@ pub struct Metrics {
     http_connections_evicted: IntCounter,
     ticker_restarts: IntCounter,
     auth: auth::AuthMetrics,
+    tls: tls::TlsMetrics,
 }
 
 /// Registers a new metric and hands it back: the one way a metric is made. Names, help texts and
@@ -466,6 +470,7 @@ impl Metrics {
                 ),
             ),
             auth: auth::AuthMetrics::new(&r),
+            tls: tls::TlsMetrics::register(&r),
             registry: r,
         };
         for reason in [
