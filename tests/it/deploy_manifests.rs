@@ -457,6 +457,13 @@ fn the_auth_token_secret_is_mounted_read_only_as_a_directory() {
         mounts.contains(&json!({"name": volume["name"], "mountPath": AUTH_DIR, "readOnly": true})),
         "{mounts:?}"
     );
+    // The gateway reads its tokens from that mount (`--auth token` is deploy/'s mode).
+    let serve = parsed_cli().serve;
+    assert_eq!(serve.auth, Some(gateway::cli::AuthMode::Token));
+    assert_eq!(
+        serve.auth_token_file.as_deref(),
+        Some(std::path::Path::new(AUTH_DIR).join("tokens").as_path())
+    );
     // No real token is committed: the Secret is made by the operator, never by the base.
     assert!(
         rendered().iter().all(|o| o["kind"] != "Secret"),

@@ -76,6 +76,7 @@ async fn state_over(source: Option<Arc<SettingsSource>>) -> (AppState, tempfile:
         .unwrap();
     let control: Arc<dyn ConfigControl> = assembled.config;
     let state = AppState {
+        auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
         gateway: assembled.gateway,
         control: Some(control),
     };

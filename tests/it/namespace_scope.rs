@@ -57,6 +57,7 @@ impl Served {
         Served {
             dir,
             state: AppState {
+                auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
                 gateway: assembled.gateway,
                 control: Some(control),
             },
