@@ -33,5 +33,5 @@ mod server_bounds;
 mod settings_bounds;
 mod storm_conformance;
 mod storm_writes;
-mod tokenreview;
 mod tls;
+mod tokenreview;
