@@ -23,10 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_dedup::{DedupOutcome, Deduplicator};
-use gateway_ports::settings::truncated;
 use gateway_ports::{
     ConfigSource, ConfigSourceExt, DedupStore, RetrySettings, SecuritySettings, Settings, Signal,
-    StormCounter, Timestamp, WindowStore, Written,
+    StormCounter, Timestamp, WindowStore, Written, truncated,
 };
 use gateway_storm::{Aggregate, Decision, StormError, StormTracker};
 

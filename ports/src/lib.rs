@@ -18,6 +18,7 @@ pub mod storm;
 pub mod storm_history;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub mod text;
 pub mod time;
 pub mod window_slot;
 
@@ -39,6 +40,7 @@ pub use settings::{
 pub use signal::{Fingerprint, ResourceRef, Severity, Signal, SignalSource, SignalStatus};
 pub use storm::{Counting, StoredWindow, StormCounter, StormCounts, WindowStore};
 pub use storm_history::{StormHistory, resource_member};
+pub use text::truncated;
 pub use time::{Clock, Timestamp};
 pub use window_slot::{Replacement, WindowSlot};
 

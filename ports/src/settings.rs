@@ -17,6 +17,7 @@
 //! from the instant it started at, so no reload can make the
 //! arithmetic on settings overflow, saturate into nonsense, or leave the representable calendar.
 
+use crate::text::truncated;
 use std::fmt;
 use std::time::Duration;
 
@@ -694,15 +695,6 @@ impl RawSecuritySettings {
     }
 }
 
-/// At most `max` characters of `s`, with `…` when cut: for echoing what an operator or a sender
-/// wrote without echoing all of it.
-pub fn truncated(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_owned(),
-    }
-}
-
 impl From<&SecuritySettings> for RawSecuritySettings {
     fn from(s: &SecuritySettings) -> Self {
         RawSecuritySettings {
@@ -1049,13 +1041,6 @@ mod tests {
         let namespace = "a".repeat(100_000);
         assert!(!glob.matches(&namespace));
         assert!(glob.matches(&(namespace + "b")));
-    }
-
-    #[test]
-    fn truncated_cuts_at_a_character_boundary() {
-        assert_eq!(truncated("abc", 3), "abc");
-        assert_eq!(truncated("abcd", 3), "abc…");
-        assert_eq!(truncated("ééé", 2), "éé…");
     }
 
     /// The reference: the definition of a glob, recursively, with no care for cost.

@@ -1,6 +1,5 @@
 //! The one error of this crate, and the JSON decoding that produces it with a path.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -38,15 +37,7 @@ impl PayloadError {
 /// The most characters of one value from a request that an error message repeats.
 pub const ECHO_CHARS: usize = 128;
 
-/// `text` cut to at most `max_chars` characters (at a character boundary), `…` marking a cut:
-/// how every value from a request is echoed in an error, so that a 1 MB label cannot make a
-/// 1 MB error body or log line.
-pub fn truncated(text: &str, max_chars: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max_chars) {
-        None => Cow::Borrowed(text),
-        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
-    }
-}
+pub use gateway_ports::truncated;
 
 /// A reason bounded to about one echoed value plus the words around it, keeping serde_json's
 /// closing `at line L column C`, which is what a sender needs.
