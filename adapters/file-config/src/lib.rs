@@ -48,7 +48,7 @@ pub use memory::{MEMORY, MemorySource};
 pub use parse::{ENV_BASE, Parsed, env_prefix, parse};
 pub use source::{DocumentSource, ReadDocuments, ReadError};
 pub use tokens::{MIN_TOKEN_CHARS, TokenAuthenticator, TokenFile, TokenFileError, TokenReload};
-pub use watch::{WatchHandle, WatchOptions};
+pub use watch::{WatchHandle, WatchOptions, Watched, watch};
 
 use std::fmt;
 use std::path::Path;

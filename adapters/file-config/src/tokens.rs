@@ -350,7 +350,7 @@ impl TokenFile {
 
     /// Watches the file's directory on the current tokio runtime until the handle is dropped.
     pub fn watch(self: &Arc<Self>, options: WatchOptions) -> WatchHandle {
-        watch::spawn(Arc::clone(self), options)
+        watch::watch(Arc::clone(self), options)
     }
 }
 

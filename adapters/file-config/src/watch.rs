@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use crate::DirSource;
 
 /// What a watcher keeps fresh: a directory, and how to read it again. The config directory
-/// ([`DirSource`]) and the token files ([`TokenFile`](crate::TokenFile)) are watched alike.
+/// ([`DirSource`]), the token files ([`TokenFile`](crate::TokenFile)) and the app's TLS files
+/// are watched alike, by [`watch`].
 #[async_trait::async_trait]
-pub(crate) trait Watched: Send + Sync + 'static {
+pub trait Watched: Send + Sync + 'static {
     /// The directory to watch (never the files in it, whose inodes the kubelet replaces).
     fn watched_dir(&self) -> &Path;
     /// Reads the directory's content again, and applies it if it changed and is valid.
@@ -72,12 +73,14 @@ impl DirSource {
     /// Each reload it makes is a [`reload_now`](ConfigControl::reload_now): serialised with
     /// `POST /-/reload`'s.
     pub fn watch(self: &Arc<Self>, options: WatchOptions) -> WatchHandle {
-        spawn(Arc::clone(self), options)
+        watch(Arc::clone(self), options)
     }
 }
 
-/// Spawns the watcher of `watched` on the current tokio runtime.
-pub(crate) fn spawn<W: Watched>(watched: Arc<W>, options: WatchOptions) -> WatchHandle {
+/// Spawns the watcher of `watched` on the current tokio runtime: notify on its directory, a
+/// debounce, a re-read every `resync`, the watch recreated when the directory is removed and
+/// comes back. It runs until the handle is dropped.
+pub fn watch<W: Watched>(watched: Arc<W>, options: WatchOptions) -> WatchHandle {
     WatchHandle {
         task: tokio::spawn(run(watched, options)),
     }

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use gateway_adapter_file_config::{WatchHandle, WatchOptions, Watched};
 use gateway_adapter_memory::SystemClock;
 use gateway_ports::Clock;
-use notify::{EventKind, RecursiveMode, Watcher};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -34,7 +34,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 pub use x509::Described;
@@ -219,10 +218,9 @@ impl Tls {
         }
     }
 
-    /// Watches the files' directories and re-reads every `reload_interval`, until the handle
-    /// is dropped.
-    pub fn watch(self: &Arc<Self>) -> ReloadHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Watches the files' directories — with the config directory's watcher, one per directory —
+    /// and re-reads every `reload_interval`, until the handles are dropped.
+    pub fn watch(self: &Arc<Self>) -> Vec<WatchHandle> {
         let dirs: BTreeSet<PathBuf> = self
             .files
             .paths()
@@ -231,60 +229,40 @@ impl Tls {
                 _ => PathBuf::from("."),
             })
             .collect();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Our own reads are not changes.
-            if !matches!(&event, Ok(e) if matches!(e.kind, EventKind::Access(_))) {
-                let _ = tx.send(());
-            }
-        })
-        .and_then(|mut watcher| {
-            for dir in &dirs {
-                watcher.watch(dir, RecursiveMode::NonRecursive)?;
-            }
-            Ok(watcher)
-        });
-        let watcher = match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, interval = ?self.files.reload_interval, "cannot watch the TLS files: they are re-read periodically only");
-                None
-            }
+        let options = WatchOptions {
+            debounce: DEBOUNCE,
+            resync: self.files.reload_interval,
+            ..WatchOptions::default()
         };
-        let tls = Arc::clone(self);
-        ReloadHandle {
-            task: tokio::spawn(async move {
-                let _watcher = watcher;
-                tls.run(rx).await;
-            }),
-        }
-    }
-
-    async fn run(&self, mut changes: mpsc::UnboundedReceiver<()>) {
-        let mut interval = tokio::time::interval(self.files.reload_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval.tick().await;
-        loop {
-            tokio::select! {
-                Some(()) = changes.recv() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while changes.try_recv().is_ok() {}
-                }
-                _ = interval.tick() => {}
-            }
-            self.reload();
-        }
+        dirs.into_iter()
+            .map(|dir| {
+                let watched = TlsDir {
+                    dir,
+                    tls: Arc::clone(self),
+                };
+                gateway_adapter_file_config::watch(Arc::new(watched), options)
+            })
+            .collect()
     }
 }
 
-/// Stops the reloading when dropped.
-#[derive(Debug)]
-pub struct ReloadHandle {
-    task: tokio::task::JoinHandle<()>,
+/// One directory of the TLS files, watched: any change there re-reads them all (an unchanged
+/// content is not judged again).
+struct TlsDir {
+    dir: PathBuf,
+    tls: Arc<Tls>,
 }
 
-impl Drop for ReloadHandle {
-    fn drop(&mut self) {
-        self.task.abort();
+#[async_trait::async_trait]
+impl Watched for TlsDir {
+    fn watched_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn reread(self: Arc<Self>) {
+        let tls = Arc::clone(&self.tls);
+        // File reads and parsing: off the runtime's worker threads.
+        let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
     }
 }
 
