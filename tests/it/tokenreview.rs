@@ -591,3 +591,116 @@ async fn api_calls_are_reported_to_the_observer() {
         ]
     );
 }
+
+/// A one-alert webhook for the served gateway.
+fn webhook(alert: &str) -> String {
+    json!({
+        "version": "4",
+        "status": "firing",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": alert, "namespace": "payments", "pod": "api-0", "severity": "warning"},
+            "startsAt": "2026-12-01T00:00:00Z"
+        }]
+    })
+    .to_string()
+}
+
+async fn send(base: &str, token: Option<&str>, alert: &str) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/api/v1/signals/prometheus"))
+        .header("content-type", "application/json")
+        .body(webhook(alert));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// The gateway itself run with `--auth tokenreview` on the emulator: the flags wire the
+/// reviewer, and each verdict becomes its status — 201 allowed, 401 unknown or revoked (after
+/// the cache TTL), 403 not allowed, 503 + `Retry-After` while the API fails (never let through).
+#[tokio::test]
+async fn the_gateway_run_with_auth_tokenreview_answers_each_verdict_with_its_status() {
+    let api = ApiServer::start().await;
+    sender(&api);
+    const READER: &str = "eyJhbGciOiJSUzI1NiJ9.reader-token.c2lnbmF0dXJl";
+    const LATE: &str = "eyJhbGciOiJSUzI1NiJ9.late-token.c2lnbmF0dXJl";
+    api.grant_token(READER, "system:serviceaccount:ops:reader", &GROUPS);
+    api.grant_token(LATE, SA, &GROUPS);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let out = dir.path().join("out");
+    let served = gateway_tests::served::ServedGateway::start(
+        &[
+            "--auth",
+            "tokenreview",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--auth-cache-ttl",
+            "300ms",
+            "--kube-timeout",
+            "500ms",
+            "--remediation-dir",
+            out.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    let base = served.base.clone();
+
+    let allowed = send(&base, Some(TOKEN), "Allowed").await;
+    assert_eq!(allowed.status(), 201, "{}", allowed.text().await.unwrap());
+    let missing = send(&base, None, "NoToken").await;
+    assert_eq!(missing.status(), 401);
+    assert!(missing.headers().contains_key("www-authenticate"));
+    let unknown = send(&base, Some("eyJ.unknown-token.sig"), "Unknown").await;
+    assert_eq!(unknown.status(), 401);
+    let reader = send(&base, Some(READER), "Reader").await;
+    assert_eq!(reader.status(), 403, "authenticated, not allowed to send");
+    let config = reqwest::Client::new()
+        .get(format!("{base}/config"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 403, "a sender may not read the settings");
+
+    // The API fails: a token not cached is refused 503, never let through.
+    api.faults().set_rate(
+        1.0,
+        vec![Fault::Status(500)],
+        Filter::resource("tokenreviews"),
+        7,
+    );
+    let down = send(&base, Some(LATE), "WhileDown").await;
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+    api.faults().clear();
+    let back = send(&base, Some(LATE), "AfterRecovery").await;
+    assert_eq!(
+        back.status(),
+        201,
+        "not cached while down: works once the API is back"
+    );
+
+    // Revoked: refused once the cached verdict has expired.
+    api.revoke_token(TOKEN);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let revoked = send(&base, Some(TOKEN), "Revoked").await;
+    assert_eq!(revoked.status(), 401);
+
+    let metrics = served.gateway.metrics().render();
+    for line in [
+        "gateway_auth_mode{mode=\"tokenreview\"} 1",
+        "gateway_auth_failures_total{reason=\"missing\"} 1",
+        "gateway_auth_failures_total{reason=\"forbidden\"} 2",
+        "gateway_auth_failures_total{reason=\"unavailable\"} 1",
+        "gateway_auth_failures_total{reason=\"invalid\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    let created = std::fs::read_dir(&out).unwrap().count();
+    assert_eq!(created, 2, "only the allowed alerts were recorded");
+    served.stop().await;
+}
