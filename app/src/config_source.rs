@@ -24,8 +24,8 @@ use gateway_adapter_file_config::{
     DirSource, DocumentNames, DocumentSource, Documents, ReadDocuments, ReadError, WatchHandle,
     WatchOptions,
 };
+use gateway_adapter_kube::Client;
 use gateway_adapter_kube::configmap::{self, ConfigMapWatch};
-use gateway_adapter_kube::{Client, ClientOptions};
 use gateway_ports::{
     ChangeListener, Clock, ConfigControl, ConfigKind, ConfigSource, ConfigStatus, DedupSettings,
     ReloadRecord, RetrySettings, SecuritySettings, StormSettings,
@@ -145,11 +145,9 @@ pub async fn config_source(args: &ServeArgs, clock: Arc<dyn Clock>) -> anyhow::R
     let ConfigSourceArg::ConfigMap { namespace, name } = &args.config_source else {
         return file_source(args, clock);
     };
-    let client = gateway_adapter_kube::client(&ClientOptions {
-        kubeconfig: args.kubeconfig.clone(),
-    })
-    .await
-    .context("--config-source configmap needs the Kubernetes API")?;
+    let client = crate::serve::kube_client(args)
+        .await
+        .context("--config-source configmap needs the Kubernetes API")?;
     let reader = ConfigMapDocuments::new(client, namespace, name, args.kube_timeout);
     let source = configmap_source(reader, clock).await?;
     let label = source.names().container().to_owned();

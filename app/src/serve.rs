@@ -174,11 +174,9 @@ pub async fn authenticator(args: &ServeArgs, metrics: &Metrics) -> anyhow::Resul
             Ok(auth)
         }
         AuthMode::TokenReview => {
-            let client = gateway_adapter_kube::client(&ClientOptions {
-                kubeconfig: args.kubeconfig.clone(),
-            })
-            .await
-            .context("--auth tokenreview needs the Kubernetes API")?;
+            let client = kube_client(args)
+                .await
+                .context("--auth tokenreview needs the Kubernetes API")?;
             let options = TokenReviewOptions {
                 audiences: args.auth_audience.iter().cloned().collect(),
                 cache_ttl: args.auth_cache_ttl,
@@ -199,6 +197,19 @@ pub async fn authenticator(args: &ServeArgs, metrics: &Metrics) -> anyhow::Resul
     }
 }
 
+/// The Kubernetes API client of `--kubeconfig` (or `KUBECONFIG`, `~/.kube/config`, the
+/// in-cluster ServiceAccount), its credentials (token, password, client key) registered first
+/// with the log filter: whatever an error echoes, no log line shows them.
+pub async fn kube_client(args: &ServeArgs) -> anyhow::Result<gateway_adapter_kube::Client> {
+    let options = ClientOptions {
+        kubeconfig: args.kubeconfig.clone(),
+    };
+    for secret in gateway_adapter_kube::credentials(&options).await {
+        crate::logging::never_print(&secret);
+    }
+    Ok(gateway_adapter_kube::client(&options).await?)
+}
+
 /// The RemediationRequest sink `--sink` names.
 async fn writer(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Arc<dyn RemediationWriter>> {
     match args.sink {
@@ -213,10 +224,7 @@ async fn writer(args: &ServeArgs, metrics: &Metrics) -> anyhow::Result<Arc<dyn R
             Ok(Arc::new(writer))
         }
         Sink::Kubernetes => {
-            let client = gateway_adapter_kube::client(&ClientOptions {
-                kubeconfig: args.kubeconfig.clone(),
-            })
-            .await?;
+            let client = kube_client(args).await?;
             let observed = metrics.clone();
             let writer = KubeWriter::new(client, args.kube_timeout).with_observer(move |call| {
                 observed.kube_api_call(call.verb, &call.code, call.duration);

@@ -415,3 +415,95 @@ fn the_leak_forms_include_base64_and_url_encoding() {
     assert_eq!(url_encoded("a b/c"), "a%20b%2Fc");
     assert!(leak_forms("p\"w").contains(&"p\\\"w".to_owned()));
 }
+
+/// The bearer token of the kubeconfig (`--kubeconfig`): a Kubernetes sink whose API server
+/// fails every write, its errors logged in both formats, never shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubeconfig_token_is_never_printed_or_served() {
+    use gateway_tests::apiserver::{ApiServer, Fault, Filter};
+    const KUBE_TOKEN: &str = "Kube-t0ken-e41f09b7c3a8";
+    let api = ApiServer::start().await;
+    api.faults().set_rate(
+        1.0,
+        vec![Fault::Status(500)],
+        Filter::resource("remediationrequests"),
+        11,
+    );
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {AUTH_TOKEN}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    for log_format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = api.write_kubeconfig(dir.path());
+        let written = std::fs::read_to_string(&kubeconfig).unwrap();
+        let with_token = written.replace("user: {}", &format!("user:\n    token: {KUBE_TOKEN}"));
+        assert_ne!(written, with_token, "the kubeconfig's user: {written}");
+        std::fs::write(&kubeconfig, with_token).unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, format!("sender:{AUTH_TOKEN}\n")).unwrap();
+        let flags: Vec<String> = [
+            "--sink",
+            "kubernetes",
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+            "--config-dir",
+            &dir.path().join("config").to_string_lossy(),
+            "--state",
+            "memory",
+            "--shutdown-delay",
+            "0s",
+            "--write-deadline",
+            "1s",
+            "--request-timeout",
+            "3s",
+            "--auth",
+            "token",
+            "--auth-token-file",
+            &tokens.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let mut run = Run::start(&flags, log_format, dir.path());
+        run.wait_for(&client, "/healthz", 200).await;
+        let mut served = Vec::new();
+        for alert in ["KubeDown", "KubeDownAgain"] {
+            let (status, body) = exchange(
+                client
+                    .post(format!("{}/api/v1/signals/prometheus", run.base))
+                    .header("content-type", "application/json")
+                    .body(webhook(alert)),
+            )
+            .await;
+            assert_eq!(status, 503, "every write fails: {body}");
+            served.push(body);
+        }
+        served.push(exchange(client.get(format!("{}/readyz", run.base))).await.1);
+        served.push(exchange(client.get(format!("{}/config", run.base))).await.1);
+        served.push(
+            exchange(client.get(format!("{}/metrics", run.base)))
+                .await
+                .1,
+        );
+        let (stdout, stderr) = run.stop().await;
+        let what = format!("kubeconfig token, {log_format} logs");
+        assert!(!stderr.is_empty(), "{what}: the gateway logged nothing");
+        for (part, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            for form in leak_forms(KUBE_TOKEN) {
+                assert!(!text.contains(&form), "{what}: {part} shows the token");
+            }
+        }
+        for body in &served {
+            for form in leak_forms(KUBE_TOKEN) {
+                assert!(!body.contains(&form), "{what}: an answer shows the token");
+            }
+        }
+    }
+}

@@ -70,6 +70,34 @@ pub async fn client(options: &ClientOptions) -> Result<Client, ClientError> {
     Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))
 }
 
+/// The secrets the client of `options` authenticates with — a bearer token (also the content of
+/// a token file, the in-cluster ServiceAccount's included), a password, a client key (as
+/// given, and the key file's content) — for the app to keep out of every log line. Empty when
+/// no configuration can be loaded (then there is no client either).
+pub async fn credentials(options: &ClientOptions) -> Vec<String> {
+    use secrecy::ExposeSecret;
+    let config = match &options.kubeconfig {
+        Some(path) => from_kubeconfig(path).await.ok(),
+        None => Config::infer().await.ok(),
+    };
+    let Some(config) = config else {
+        return Vec::new();
+    };
+    let auth = &config.auth_info;
+    let mut secrets: Vec<String> = [&auth.token, &auth.password, &auth.client_key_data]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose_secret().to_owned())
+        .collect();
+    for file in [&auth.token_file, &auth.client_key].into_iter().flatten() {
+        if let Ok(content) = std::fs::read_to_string(file) {
+            secrets.push(content.trim().to_owned());
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets
+}
+
 async fn from_kubeconfig(path: &Path) -> Result<Config, ClientError> {
     let fail = |message: String| ClientError::Kubeconfig {
         path: path.display().to_string(),
@@ -412,5 +440,46 @@ impl RemediationWriter for KubeWriter {
                 ),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientOptions, credentials};
+
+    #[tokio::test]
+    async fn the_credentials_of_a_kubeconfig_are_listed_for_the_log_filter() {
+        let dir = std::env::temp_dir().join(format!("kube-credentials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "file-token-5d1c9e\n").unwrap();
+        let kubeconfig = dir.join("config");
+        let user = |name: &str, body: &str| format!("- name: {name}\n  user:\n{body}");
+        let write = |current: &str| {
+            let text = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: token\n  context: {{cluster: c, user: token}}\n- name: basic\n  context: {{cluster: c, user: basic}}\n- name: file\n  context: {{cluster: c, user: file}}\ncurrent-context: {current}\nusers:\n{}\n{}\n{}\n",
+                user("token", "    token: bearer-secret-8f2a61"),
+                user(
+                    "basic",
+                    "    username: admin\n    password: basic-secret-3b7e90"
+                ),
+                user("file", &format!("    tokenFile: {}", token_file.display())),
+            );
+            std::fs::write(&kubeconfig, text).unwrap();
+        };
+        let options = ClientOptions {
+            kubeconfig: Some(kubeconfig.clone()),
+        };
+        write("token");
+        assert_eq!(credentials(&options).await, ["bearer-secret-8f2a61"]);
+        write("basic");
+        assert_eq!(credentials(&options).await, ["basic-secret-3b7e90"]);
+        write("file");
+        assert_eq!(credentials(&options).await, ["file-token-5d1c9e"]);
+        let none = ClientOptions {
+            kubeconfig: Some(dir.join("missing")),
+        };
+        assert!(credentials(&none).await.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
