@@ -29,9 +29,14 @@ fmt:
 # Run the benchmarks: request path, settings reads (criterion) and hot-reload latency/throughput
 bench:
     cargo bench -p gateway-tests --bench pipeline
+    cargo bench -p gateway-tests --bench auth
     cargo bench -p gateway-tests --bench settings_read
     cargo bench -p gateway-tests --bench hot_reload
     cargo bench -p gateway-tests --bench redis
+
+# What --auth token costs against --auth none end to end (release build, wrk, pinned cores)
+bench-auth *ARGS:
+    bash scripts/bench-auth.sh {{ARGS}}
 
 # Fuzz the three parsers (webhook, Kubernetes event, settings) SECONDS each, one after another, and minimize the corpus into fuzz/corpus (needs nightly and cargo-fuzz)
 fuzz SECONDS="600" *TARGETS:
