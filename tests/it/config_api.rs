@@ -1,14 +1,10 @@
 //! `GET /config`, `POST /-/reload` and the reload metrics, on the real file config source.
 
-use std::sync::Arc;
+use gateway_tests::served::app_state;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use clap::Parser;
-use gateway::cli::Cli;
 use gateway::http::{AppState, RequestLimits, router};
-use gateway_adapter_memory::SystemClock;
-use gateway_ports::ConfigControl;
 
 use crate::http_api::send;
 
@@ -23,29 +19,17 @@ async fn served() -> Served {
     std::fs::write(dir.path().join("dedup.yaml"), "ttl: 5m\n").unwrap();
     let config_dir = dir.path().to_str().unwrap().to_owned();
     let remediation_dir = dir.path().join("out");
-    let args = Cli::try_parse_from([
-        "gateway",
-        "--config-dir",
-        &config_dir,
-        "--remediation-dir",
-        remediation_dir.to_str().unwrap(),
-        "--state",
-        "memory",
-    ])
-    .unwrap()
-    .serve;
-    let assembled = gateway::serve::build(&args, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let control: Arc<dyn ConfigControl> = assembled.config;
-    Served {
-        dir,
-        state: AppState {
-            auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
-            gateway: assembled.gateway,
-            control: Some(control),
-        },
-    }
+    let state = app_state(
+        &[
+            "--config-dir",
+            &config_dir,
+            "--remediation-dir",
+            remediation_dir.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    Served { dir, state }
 }
 
 async fn get(s: &Served, uri: &str) -> crate::http_api::Answer {

@@ -1,6 +1,7 @@
 //! Input hygiene through the router: a repeated JSON key is a 400 naming it, values echoed in
 //! error bodies are truncated, and `POST /-/reload` is single-flight.
 
+use gateway_tests::served::app_state;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -9,15 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use clap::Parser;
-use gateway::cli::Cli;
 use gateway::config_source::SettingsSource;
 use gateway::http::{AppState, RequestLimits, router};
 use gateway_adapter_file_config::{
     DocumentNames, DocumentSource, Documents, ReadDocuments, ReadError,
 };
 use gateway_adapter_memory::SystemClock;
-use gateway_ports::ConfigControl;
 
 use crate::http_api::send;
 
@@ -50,36 +48,16 @@ async fn state_over(source: Option<Arc<SettingsSource>>) -> (AppState, tempfile:
     let dir = tempfile::tempdir().unwrap();
     let config_dir = dir.path().to_str().unwrap().to_owned();
     let remediation_dir = dir.path().join("out");
-    let args = Cli::try_parse_from([
-        "gateway",
-        "--config-dir",
-        &config_dir,
-        "--remediation-dir",
-        remediation_dir.to_str().unwrap(),
-        "--state",
-        "memory",
-    ])
-    .unwrap()
-    .serve;
-    let clock: Arc<dyn gateway_ports::Clock> = Arc::new(SystemClock);
-    let source = match source {
-        Some(source) => source,
-        None => {
-            gateway::config_source::config_source(&args, clock.clone())
-                .await
-                .unwrap()
-                .source
-        }
-    };
-    let assembled = gateway::serve::assemble(&args, clock, source)
-        .await
-        .unwrap();
-    let control: Arc<dyn ConfigControl> = assembled.config;
-    let state = AppState {
-        auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
-        gateway: assembled.gateway,
-        control: Some(control),
-    };
+    let state = app_state(
+        &[
+            "--config-dir",
+            &config_dir,
+            "--remediation-dir",
+            remediation_dir.to_str().unwrap(),
+        ],
+        source,
+    )
+    .await;
     (state, dir)
 }
 

@@ -5,16 +5,12 @@
 //! leaves nothing behind — no RemediationRequest, no dedup record — so that once the list is
 //! widened, the same alert sent again is new.
 
+use gateway_tests::served::app_state;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use clap::Parser;
-use gateway::cli::Cli;
 use gateway::http::{AppState, RequestLimits, router};
-use gateway_adapter_memory::SystemClock;
-use gateway_ports::ConfigControl;
 use gateway_tests::{alert, webhook};
 use serde_json::{Value, json};
 
@@ -37,31 +33,19 @@ impl Served {
         std::fs::create_dir(&config).unwrap();
         std::fs::write(config.join("security.yaml"), security).unwrap();
         let out = dir.path().join("out");
-        let args = Cli::try_parse_from([
-            "gateway",
-            "--config-dir",
-            config.to_str().unwrap(),
-            "--remediation-dir",
-            out.to_str().unwrap(),
-            "--state",
-            "memory",
-            "--fallback-namespace",
-            "kubernaut-system",
-        ])
-        .unwrap()
-        .serve;
-        let assembled = gateway::serve::build(&args, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let control: Arc<dyn ConfigControl> = assembled.config;
-        Served {
-            dir,
-            state: AppState {
-                auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
-                gateway: assembled.gateway,
-                control: Some(control),
-            },
-        }
+        let state = app_state(
+            &[
+                "--config-dir",
+                config.to_str().unwrap(),
+                "--remediation-dir",
+                out.to_str().unwrap(),
+                "--fallback-namespace",
+                "kubernaut-system",
+            ],
+            None,
+        )
+        .await;
+        Served { dir, state }
     }
 
     fn router(&self) -> axum::Router {

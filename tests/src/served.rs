@@ -169,3 +169,41 @@ impl ServedGateway {
             .expect("server stops cleanly");
     }
 }
+
+/// The router state of a gateway built from `serve` flags as the binary builds it — memory
+/// state unless the flags say otherwise, no authentication, its settings source reloadable —
+/// for tests that drive the router in process. `source` replaces the settings source the flags
+/// name.
+pub async fn app_state(
+    flags: &[&str],
+    source: Option<Arc<gateway::config_source::SettingsSource>>,
+) -> AppState {
+    let mut argv = vec!["gateway"];
+    if !flags
+        .iter()
+        .any(|f| ["--state", "--state-dir", "--redis-url"].contains(f))
+    {
+        argv.extend(["--state", "memory"]);
+    }
+    argv.extend_from_slice(flags);
+    let args = Cli::try_parse_from(argv).expect("valid flags").serve;
+    let clock: Arc<dyn gateway_ports::Clock> = Arc::new(SystemClock);
+    let source = match source {
+        Some(source) => source,
+        None => {
+            gateway::config_source::config_source(&args, clock.clone())
+                .await
+                .expect("settings load")
+                .source
+        }
+    };
+    let assembled = gateway::serve::assemble(&args, clock, source)
+        .await
+        .expect("gateway builds");
+    let control: Arc<dyn ConfigControl> = assembled.config;
+    AppState {
+        auth: gateway::auth::Auth::none(assembled.gateway.metrics()),
+        gateway: assembled.gateway,
+        control: Some(control),
+    }
+}
