@@ -308,6 +308,19 @@ async fn scenario(run: &Run, client: &reqwest::Client, dir: &Path, served: &mut 
     served.push(exchange(client.post(format!("{base}/-/reload"))).await.1);
 }
 
+/// A client whose every request carries [`AUTH_TOKEN`], unless the request says otherwise.
+fn authorized_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {AUTH_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 fn assert_nothing_leaked(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     for secret in SECRETS {
@@ -328,16 +341,7 @@ fn assert_nothing_leaked(what: &str, bytes: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_printed_or_served_whatever_form_it_was_given_in() {
     let redis = TestRedis::start_with_password(REDIS_PASSWORD).await;
-    // Every request of the run carries the token, unless it says otherwise.
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {AUTH_TOKEN}").parse().unwrap(),
-    );
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    let client = authorized_client();
     let forms = [
         Form::UserInfo,
         Form::UserAndPassword,
@@ -429,15 +433,7 @@ async fn the_kubeconfig_token_is_never_printed_or_served() {
         Filter::resource("remediationrequests"),
         11,
     );
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {AUTH_TOKEN}").parse().unwrap(),
-    );
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    let client = authorized_client();
     for log_format in ["text", "json"] {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = api.write_kubeconfig(dir.path());
