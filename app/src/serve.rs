@@ -198,16 +198,17 @@ pub async fn authenticator(args: &ServeArgs, metrics: &Metrics) -> anyhow::Resul
 }
 
 /// The Kubernetes API client of `--kubeconfig` (or `KUBECONFIG`, `~/.kube/config`, the
-/// in-cluster ServiceAccount), its credentials (token, password, client key) registered first
-/// with the log filter: whatever an error echoes, no log line shows them.
+/// in-cluster ServiceAccount), its credentials (token, password, client key) registered with
+/// the log filter before the client is used: whatever an error echoes, no log line shows them.
 pub async fn kube_client(args: &ServeArgs) -> anyhow::Result<gateway_adapter_kube::Client> {
     let options = ClientOptions {
         kubeconfig: args.kubeconfig.clone(),
     };
-    for secret in gateway_adapter_kube::credentials(&options).await {
-        crate::logging::never_print(&secret);
+    let connection = gateway_adapter_kube::client(&options).await?;
+    for secret in &connection.credentials {
+        crate::logging::never_print(secret);
     }
-    Ok(gateway_adapter_kube::client(&options).await?)
+    Ok(connection.client)
 }
 
 /// The RemediationRequest sink `--sink` names.

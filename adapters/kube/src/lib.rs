@@ -15,7 +15,7 @@ mod writer;
 
 pub use kube::Client;
 pub use tokenreview::{ReviewError, TokenReviewOptions, TokenReviewer};
-pub use writer::{ApiCallRecord, ClientError, ClientOptions, KubeWriter, client, credentials};
+pub use writer::{ApiCallRecord, ClientError, ClientOptions, Connection, KubeWriter, client};
 
 /// One kind of Kubernetes API request the gateway makes: what RBAC must allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

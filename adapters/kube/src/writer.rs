@@ -56,10 +56,21 @@ pub enum ClientError {
     Build(String),
 }
 
+/// A Kubernetes client, and the secrets it authenticates with.
+pub struct Connection {
+    /// The client, kube's built-in retry turned off.
+    pub client: Client,
+    /// Its credentials — a bearer token (also the content of a token file, the in-cluster
+    /// ServiceAccount's included), a password, a client key (as given, and the key file's
+    /// content) — for the app to keep out of every log line.
+    pub credentials: Vec<String>,
+}
+
 /// A Kubernetes client with kube's built-in retry turned off, so the gateway's own policy (the
 /// retry domain, with hot-reloaded settings) is the only one: two retry loops would multiply
-/// attempts and blow the retry budget kept below Alertmanager's webhook timeout.
-pub async fn client(options: &ClientOptions) -> Result<Client, ClientError> {
+/// attempts and blow the retry budget kept below Alertmanager's webhook timeout. The
+/// configuration is read once; its credentials come with the client.
+pub async fn client(options: &ClientOptions) -> Result<Connection, ClientError> {
     let mut config = match &options.kubeconfig {
         Some(path) => from_kubeconfig(path).await?,
         None => Config::infer()
@@ -67,23 +78,17 @@ pub async fn client(options: &ClientOptions) -> Result<Client, ClientError> {
             .map_err(|e| ClientError::Infer(e.to_string()))?,
     };
     config.default_retry = false;
-    Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))
+    let credentials = credentials(&config.auth_info);
+    let client = Client::try_from(config).map_err(|e| ClientError::Build(e.to_string()))?;
+    Ok(Connection {
+        client,
+        credentials,
+    })
 }
 
-/// The secrets the client of `options` authenticates with — a bearer token (also the content of
-/// a token file, the in-cluster ServiceAccount's included), a password, a client key (as
-/// given, and the key file's content) — for the app to keep out of every log line. Empty when
-/// no configuration can be loaded (then there is no client either).
-pub async fn credentials(options: &ClientOptions) -> Vec<String> {
+/// The secrets of `auth` (see [`Connection::credentials`]).
+fn credentials(auth: &kube::config::AuthInfo) -> Vec<String> {
     use secrecy::ExposeSecret;
-    let config = match &options.kubeconfig {
-        Some(path) => from_kubeconfig(path).await.ok(),
-        None => Config::infer().await.ok(),
-    };
-    let Some(config) = config else {
-        return Vec::new();
-    };
-    let auth = &config.auth_info;
     let mut secrets: Vec<String> = [&auth.token, &auth.password, &auth.client_key_data]
         .into_iter()
         .flatten()
@@ -445,10 +450,17 @@ impl RemediationWriter for KubeWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::{ClientOptions, credentials};
+    use super::{ClientOptions, client};
+
+    async fn credentials(options: &ClientOptions) -> Vec<String> {
+        client(options)
+            .await
+            .map(|c| c.credentials)
+            .unwrap_or_default()
+    }
 
     #[tokio::test]
-    async fn the_credentials_of_a_kubeconfig_are_listed_for_the_log_filter() {
+    async fn a_client_comes_with_its_kubeconfig_credentials_for_the_log_filter() {
         let dir = std::env::temp_dir().join(format!("kube-credentials-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let token_file = dir.join("token");
