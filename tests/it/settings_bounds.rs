@@ -1,4 +1,4 @@
-//! Every setting has an upper bound (`ports/src/settings.rs`): a reload beyond one is rejected
+//! Every setting has an upper bound (`ports/src/settings/`): a reload beyond one is rejected
 //! by the real gateway and the settings in force stay; settings at every bound run a storm
 //! through the pipeline, its windows and its ticks without a failure (issue 10: a
 //! `max_window_duration: 300000000000y` once overflowed, answered 500 and killed the ticker).
