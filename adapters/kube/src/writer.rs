@@ -66,6 +66,15 @@ pub struct Connection {
     pub credentials: Vec<String>,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credentials themselves never: only how many.
+        f.debug_struct("Connection")
+            .field("credentials", &self.credentials.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A Kubernetes client with kube's built-in retry turned off, so the gateway's own policy (the
 /// retry domain, with hot-reloaded settings) is the only one: two retry loops would multiply
 /// attempts and blow the retry budget kept below Alertmanager's webhook timeout. The
