@@ -5,7 +5,10 @@
 //! Writes are atomic: a temporary file is linked into place (create: fails if the name exists,
 //! which is `AlreadyExists`) or renamed over it (update), so a reader never sees half a document.
 //! Writes are durable before they are reported: the file's data is synced before it is
-//! published, and the directory after, so the new name survives a power loss too.
+//! published, and the directory after, so the new name survives a power loss too. One thread
+//! per directory publishes (`committer.rs`): the writes that queue up meanwhile share one
+//! directory sync (group commit), and no file system call runs on the async runtime.
+//! The YAML is written by `yaml.rs`, keys in alphabetical order as `kubectl` prints them.
 //! A temporary file is `.NAME.PID.N.tmp`; the ones a crashed writer left behind are removed when
 //! a writer opens the directory (one process writes a directory: a temporary file removed under
 //! another writer only fails that write, which is then retried).
@@ -25,6 +28,15 @@ use gateway_ports::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::committer::Committer;
+use crate::files::{io_failure, is_valid_name, remove_stale_temps, TEMP_SUFFIX};
+#[cfg(test)]
+use crate::files::{is_temp_name, sync_dir};
+
+mod committer;
+mod files;
+mod yaml;
+
 /// The CRD's group and version.
 pub const API_VERSION: &str = "remediation.kubernaut.io/v1alpha1";
 
@@ -35,6 +47,8 @@ pub struct DirectoryWriter {
     temp_counter: AtomicU64,
     /// Per-name locks (striped): writes of one name never interleave.
     locks: Vec<tokio::sync::Mutex<()>>,
+    /// The thread that publishes into `dir`.
+    committer: Committer,
 }
 
 const LOCK_STRIPES: usize = 64;
@@ -69,27 +83,6 @@ struct Metadata<'a> {
     labels: &'a std::collections::BTreeMap<String, String>,
 }
 
-/// The gateway's word for a file-system error: refusals that another attempt would meet again
-/// are rejections; anything else (a full disk, an interrupted call) may pass.
-fn io_failure(action: &str, path: &Path, e: io::Error) -> WriteError {
-    let failure = match e.kind() {
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            WriteFailure::Rejected {
-                reason: Rejection::Forbidden,
-            }
-        }
-        io::ErrorKind::InvalidInput => WriteFailure::Rejected {
-            reason: Rejection::Invalid,
-        },
-        _ => WriteFailure::Unavailable { retry_after: None },
-    };
-    WriteError {
-        failure,
-        message: format!("{action} {}: {e}", path.display()),
-        source: Some(Box::new(e)),
-    }
-}
-
 impl DirectoryWriter {
     /// A writer into `dir`, created if missing. The temporary files a previous writer left
     /// behind (`.NAME.PID.N.tmp`, nothing else) are removed, and how many is logged.
@@ -105,6 +98,7 @@ impl DirectoryWriter {
             );
         }
         Ok(DirectoryWriter {
+            committer: Committer::start(dir.clone())?,
             dir,
             temp_counter: AtomicU64::new(0),
             locks: (0..LOCK_STRIPES)
@@ -134,7 +128,7 @@ impl DirectoryWriter {
             },
             spec: &request.spec,
         };
-        serde_norway::to_string(&doc).map_err(|e| WriteError {
+        yaml::to_string(&doc).map_err(|e| WriteError {
             failure: WriteFailure::Rejected {
                 reason: Rejection::Invalid,
             },
@@ -252,114 +246,8 @@ impl DirectoryWriter {
         let text = Self::render(request)?;
         let target = self.path_of(&request.name);
         let temp = self.temp_path(&request.name);
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            write_file(&dir, &temp, &target, text.as_bytes(), replace)
-        })
-        .await
-        .map_err(|e| {
-            WriteError::new(
-                WriteFailure::Unavailable { retry_after: None },
-                format!("writer task failed: {e}"),
-            )
-        })?
+        self.committer.publish(temp, target, text, replace).await
     }
-}
-
-/// A resource name that stays a plain file name inside the directory.
-fn is_valid_name(name: &str) -> bool {
-    // Names become file names: refuse anything that could leave the directory.
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !name.starts_with('.')
-}
-
-/// The end of a temporary file's name (`.NAME.PID.N.tmp`).
-const TEMP_SUFFIX: &str = ".tmp";
-
-/// Whether `file_name` is a writer's temporary file: `.NAME.PID.N.tmp`, NAME a valid resource
-/// name, PID and N decimal numbers. Nothing else in the directory matches.
-fn is_temp_name(file_name: &str) -> bool {
-    let Some(rest) = file_name
-        .strip_prefix('.')
-        .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
-    else {
-        return false;
-    };
-    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let mut parts = rest.rsplitn(3, '.');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(n), Some(pid), Some(name)) => number(n) && number(pid) && is_valid_name(name),
-        _ => false,
-    }
-}
-
-/// Removes the writers' temporary files from `dir` (a crash between creating one and
-/// publishing it leaves it behind); returns how many.
-fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let is_temp = entry.file_name().to_str().is_some_and(is_temp_name);
-        if !is_temp || !entry.file_type()?.is_file() {
-            continue;
-        }
-        match std::fs::remove_file(entry.path()) {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(removed)
-}
-
-/// Syncs `dir` itself: a name linked or renamed into it survives a power loss only then.
-fn sync_dir(dir: &Path) -> Result<(), WriteError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_failure("sync directory", dir, e))
-}
-
-/// Writes `bytes` to `temp`, syncs it, publishes it as `target` (renamed over it when `replace`,
-/// linked when absent otherwise) and syncs `dir`, so what is reported written is durable. A
-/// failure to sync the directory after publishing is reported as a failure: the caller's retry
-/// finds the resource there (`AlreadyExisted`, or an update as far along).
-fn write_file(
-    dir: &Path,
-    temp: &Path,
-    target: &Path,
-    bytes: &[u8],
-    replace: bool,
-) -> Result<Written, WriteError> {
-    use std::io::Write;
-    let result = (|| {
-        let mut file = std::fs::File::create(temp).map_err(|e| io_failure("create", temp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| io_failure("write", temp, e))?;
-        file.sync_data().map_err(|e| io_failure("sync", temp, e))?;
-        if replace {
-            let existed = target.exists();
-            std::fs::rename(temp, target).map_err(|e| io_failure("rename to", target, e))?;
-            sync_dir(dir)?;
-            Ok(if existed {
-                Written::Updated
-            } else {
-                Written::Created
-            })
-        } else {
-            // A hard link fails when the target exists: create-if-absent in one atomic step.
-            match std::fs::hard_link(temp, target) {
-                Ok(()) => sync_dir(dir).map(|()| Written::Created),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Written::AlreadyExisted),
-                Err(e) => Err(io_failure("link", target, e)),
-            }
-        }
-    })();
-    let _ = std::fs::remove_file(temp); // already gone after a rename
-    result
 }
 
 #[async_trait]
@@ -531,7 +419,7 @@ mod tests {
         let text = std::fs::read_to_string(w.path_of("rr-3")).unwrap();
         assert!(text.contains("occurrenceCount: 4"), "{text}");
         assert!(
-            text.contains("lastOccurrence: 2025-11-25T17:01:40"),
+            text.contains("lastOccurrence: \"2025-11-25T17:01:40"),
             "{text}"
         );
     }
