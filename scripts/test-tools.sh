@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the programs the test suite runs besides cargo, when missing, from Debian's packages:
 # kubectl (tests/it/deploy_manifests.rs renders deploy/; Debian's is 1.20, kustomize v2.0.3),
-# promtool (checks and unit-tests the PrometheusRule; in Debian's prometheus package) and
-# Alertmanager (0.25+; delivers to the gateway over TLS in tests/it/alertmanager_tls.rs).
+# promtool and Prometheus (Debian's prometheus package: promtool checks and unit-tests the
+# PrometheusRule and the gateway's /metrics; Prometheus scrapes and alerts in
+# tests/it/prometheus_stack.rs) and Alertmanager (0.25+; delivers to the gateway over TLS in
+# tests/it/alertmanager_tls.rs, and Prometheus' alerts in tests/it/prometheus_stack.rs).
 # Called by scripts/test.sh, so the README's test command works on a fresh machine.
 set -euo pipefail
 
@@ -24,4 +26,5 @@ need() {
 
 need kubectl kubernetes-client
 need promtool prometheus
+need prometheus prometheus
 need prometheus-alertmanager prometheus-alertmanager

@@ -3,104 +3,13 @@
 //! and a bearer token — the `webhook_configs` / `http_config` a deployment writes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use gateway_tests::alertmanager::{self, Alertmanager};
 use gateway_tests::certs::{Ca, Validity};
 use gateway_tests::served::ServedGateway;
 use serde_json::json;
-
-/// The binary, or `GATEWAY_TEST_ALERTMANAGER`.
-fn alertmanager_binary() -> PathBuf {
-    let path = std::env::var_os("GATEWAY_TEST_ALERTMANAGER").map_or_else(
-        || PathBuf::from("/usr/bin/prometheus-alertmanager"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test-tools.sh (it installs Debian's prometheus-alertmanager)",
-        path.display()
-    );
-    path
-}
-
-/// An Alertmanager process, killed on drop.
-struct Alertmanager {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Alertmanager {
-    fn start(config: &Path, storage: &Path, log: PathBuf) -> Alertmanager {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(alertmanager_binary())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", storage.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // No gossip: a cluster of one.
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Alertmanager {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client) {
-        for _ in 0..200 {
-            let ready = client.get(format!("{}/-/ready", self.base)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("Alertmanager did not become ready:\n{}", self.log());
-    }
-
-    /// `alertmanager_notifications{,_failed}_total` of the webhook integration.
-    async fn webhook_notifications(&self, client: &reqwest::Client) -> (f64, f64) {
-        let text = client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let value = |name: &str| {
-            text.lines()
-                .filter(|l| l.starts_with(&format!("{name}{{")))
-                .filter(|l| l.contains("integration=\"webhook\""))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        };
-        (
-            value("alertmanager_notifications_total"),
-            value("alertmanager_notifications_failed_total"),
-        )
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The gateway's flags, in one place: TLS with client certificates, and the bearer tokens of
 /// `<secret>/tokens`.
@@ -141,7 +50,7 @@ fn remediation_files(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_alertmanager_delivers_over_tls_with_a_client_certificate_and_a_token() {
-    let binary = alertmanager_binary();
+    let binary = alertmanager::binary();
     let tmp = tempfile::tempdir().unwrap();
     let dir = |name: &str| {
         let d = tmp.path().join(name);

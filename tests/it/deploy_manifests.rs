@@ -852,24 +852,7 @@ fn the_alerts_name_only_metrics_and_labels_the_gateway_exposes() {
     }
 }
 
-/// `promtool`, or None (a note on stderr) when it is not installed; under CI it must be.
-fn promtool() -> Option<String> {
-    let promtool = std::env::var("GATEWAY_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    match Command::new(&promtool).arg("--version").output() {
-        Ok(out) if out.status.success() => Some(promtool),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "promtool is missing: install Debian's `prometheus` package (.ci/run does) or set GATEWAY_TEST_PROMTOOL"
-        ),
-        _ => {
-            eprintln!(
-                "promtool not found: the PrometheusRule was not checked by promtool (apt-get install prometheus)"
-            );
-            None
-        }
-    }
-}
-
-fn run(promtool: &str, args: &[&str], dir: &Path) {
+fn run(promtool: &Path, args: &[&str], dir: &Path) {
     let out = Command::new(promtool)
         .args(args)
         .current_dir(dir)
@@ -913,7 +896,10 @@ fn silent(alert: &str, at: &str) -> Value {
 
 #[test]
 fn promtool_accepts_the_rules_and_they_fire_when_they_should() {
-    let Some(promtool) = promtool() else { return };
+    let Some(promtool) = gateway_tests::prometheus::promtool("the PrometheusRule (promtool)")
+    else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let spec = &find("PrometheusRule", NAME)["spec"];
     std::fs::write(

@@ -24,6 +24,7 @@ mod kube_sink;
 mod namespace_scope;
 mod outbox_conformance;
 mod pipeline;
+mod prometheus_stack;
 mod purity;
 mod redis_container;
 mod redis_store;

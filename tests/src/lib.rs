@@ -3,10 +3,12 @@
 
 #![allow(missing_debug_implementations)] // test support holding trait objects
 
+pub mod alertmanager;
 pub mod apiserver;
 pub mod certs;
 pub mod chaos;
 pub mod kubelet;
+pub mod prometheus;
 pub mod redis;
 pub mod served;
 
