@@ -19,23 +19,30 @@ use crate::RedisStore;
 static REPLACE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/replace_window.lua")));
 
-/// One window, `{version, state}` or nil; an entry for a window no longer stored leaves the
-/// index.
-static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load_window.lua")));
+/// Whether a listed window is still stored; an entry for a window no longer stored leaves the
+/// index in the same atomic step.
+static LISTED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/load_window.lua")));
 
 #[async_trait]
 impl WindowStore for RedisStore {
     async fn load(&self, key: &str) -> Result<Option<StoredWindow>, StoreError> {
+        // Every new signal loads its window, and almost always there is none: a plain read, no
+        // script and no write. The index is tidied by `keys`, which the ticker calls.
         let mut manager = self.manager()?;
-        let mut invocation = LOAD.key(self.window_key(key));
-        invocation.key(self.window_index()).arg(key);
-        let stored: Option<(u64, Vec<u8>)> = self
+        let (version, state): (Option<u64>, Option<Vec<u8>>) = self
             .timed(
                 "loading a storm window",
-                invocation.invoke_async(&mut manager),
+                redis::cmd("HMGET")
+                    .arg(self.window_key(key))
+                    .arg("v")
+                    .arg("s")
+                    .query_async(&mut manager),
             )
             .await?;
-        Ok(stored.map(|(version, state)| StoredWindow { version, state }))
+        Ok(version
+            .zip(state)
+            .map(|(version, state)| StoredWindow { version, state }))
     }
 
     async fn replace(
@@ -65,10 +72,28 @@ impl WindowStore for RedisStore {
 
     async fn keys(&self) -> Result<Vec<String>, StoreError> {
         let mut manager = self.manager()?;
-        self.timed(
-            "listing storm windows",
-            manager.smembers(self.window_index()),
-        )
-        .await
+        let listed: Vec<String> = self
+            .timed(
+                "listing storm windows",
+                manager.smembers(self.window_index()),
+            )
+            .await?;
+        // A window that expired leaves its entry behind; it goes here, atomically with the look,
+        // so a window stored again in between keeps its entry.
+        let mut stored = Vec::with_capacity(listed.len());
+        for name in listed {
+            let mut invocation = LISTED.key(self.window_key(&name));
+            invocation.key(self.window_index()).arg(&name);
+            let window: Option<(u64, Vec<u8>)> = self
+                .timed(
+                    "tidying the storm window index",
+                    invocation.invoke_async(&mut manager),
+                )
+                .await?;
+            if window.is_some() {
+                stored.push(name);
+            }
+        }
+        Ok(stored)
     }
 }

@@ -1,4 +1,4 @@
--- Loads one storm window: {version, state}, or nil when none is stored.
+-- A listed storm window: {version, state}, or nil when none is stored (WindowStore::keys).
 -- KEYS[1]: the window (hash: v = version, s = state); KEYS[2]: the index of windows.
 -- ARGV[1]: the window's name.
 -- A window that expired or was deleted leaves the index here, in the same atomic step as the
