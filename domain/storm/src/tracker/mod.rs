@@ -130,26 +130,32 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
         }
     }
 
-    /// Takes one new, firing, non-duplicate signal arriving at `now`: counts it, then places it
-    /// in its window (see [`StormDetector::observe`]).
+    /// Takes one new, firing, non-duplicate signal arriving at `now`: counts it and loads its
+    /// window (together), then places it in the window (see [`StormDetector::observe`]).
     pub async fn observe(
         &self,
         signal: &Signal,
         settings: &StormSettings,
         now: Timestamp,
     ) -> Result<Observation, StormError> {
-        let counts = self
-            .counter
-            .count(&signal.name, &signal.resource, now, COUNTING)
-            .await
-            .map_err(StormError::Counter)?;
         let name = name_of(&WindowKey::of(signal));
+        // The count and the first load are independent: sent together, they share one round
+        // trip to a networked store. A load that the count overtakes is as good as any other:
+        // the compare-and-set below refuses a stale one.
+        let (counts, first_load) = futures::future::join(
+            self.counter
+                .count(&signal.name, &signal.resource, now, COUNTING),
+            self.windows.load(&name),
+        )
+        .await;
+        let counts = counts.map_err(StormError::Counter)?;
+        let mut first_load = Some(first_load);
         for _ in 0..ATTEMPTS {
-            let stored = self
-                .windows
-                .load(&name)
-                .await
-                .map_err(StormError::Windows)?;
+            let stored = match first_load.take() {
+                Some(loaded) => loaded,
+                None => self.windows.load(&name).await,
+            }
+            .map_err(StormError::Windows)?;
             let version = stored.as_ref().map(|s| s.version);
             let window = stored.and_then(|s| OpenWindow::from_bytes(&s.state));
             let step = self.detector.observe(window, signal, counts, settings, now);
