@@ -110,7 +110,8 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Recorded>, BadInput> {
             Some(Err(e)) => {
                 return Err(BadInput {
                     file: file.to_owned(),
-                    line: e.line().max(line),
+                    // A document cut short is named where it starts, not at the file's end.
+                    line: if e.is_eof() { line } else { e.line().max(line) },
                     reason: format!("malformed JSON: {e}"),
                 });
             }
@@ -386,8 +387,14 @@ mod tests {
         let good = webhook(&alert("firing", T, ""));
         let text = format!("{good}\n{good}\n{{\"version\": \"4\", \"alerts\": [\n");
         let e = documents("storm.jsonl", text.as_bytes()).unwrap_err();
-        assert_eq!((e.file.as_str(), e.line), ("storm.jsonl", 4), "{e}");
+        assert_eq!((e.file.as_str(), e.line), ("storm.jsonl", 3), "{e}");
         assert!(e.reason.starts_with("malformed JSON"), "{e}");
+        let e = documents(
+            "f",
+            format!("{good}\n{{\"version\": 4,, }}\n{good}\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
 
         let text = format!(
             "{good}\n{}\n",

@@ -125,7 +125,7 @@ async fn one(
     let show = total >= PROGRESS_FROM && std::io::stderr().is_terminal();
     let step = (total / 100).max(1);
     let mut progress = |done: usize| {
-        if show && (done % step == 0 || done == total) {
+        if show && (done.is_multiple_of(step) || done == total) {
             eprint!(
                 "\rreplay {label}: {done}/{total} bodies ({}%)",
                 done * 100 / total
