@@ -197,3 +197,98 @@ fn build(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use gateway_ports::{DedupSettings, RetrySettings, SecuritySettings, StormSettings};
+
+    use super::*;
+    use crate::gateway::Payload;
+
+    fn options() -> Options {
+        Options {
+            update_interval: Duration::from_secs(5),
+            storm_window_capacity: 1000,
+            max_window_buffer_bytes: 1 << 20,
+            dedup_capacity: 1000,
+            max_alert_names: 100,
+            limits: InputLimits {
+                max_alerts: 1000,
+                max_labels: 64,
+                max_label_bytes: 32 * 1024,
+            },
+            fallback_namespace: "kubernaut-system".to_owned(),
+        }
+    }
+
+    fn seed() -> Loaded {
+        Loaded {
+            storm: StormSettings::default(),
+            dedup: DedupSettings::default(),
+            retry: RetrySettings::default(),
+            security: SecuritySettings::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Pod `pod` firing `secs` seconds after 10:00.
+    fn firing(pod: u32, secs: u64) -> Recorded {
+        let at =
+            Timestamp::parse_rfc3339("2026-11-25T10:00:00Z").unwrap() + Duration::from_secs(secs);
+        let body = format!(
+            r#"{{"version":"4","alerts":[{{"status":"firing","labels":{{"alertname":"A","namespace":"prod","pod":"p{pod}"}},"startsAt":"{}"}}]}}"#,
+            at.to_rfc3339()
+        );
+        Recorded {
+            payload: Payload::Alertmanager,
+            body: body.into_bytes(),
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_storm_window_closes_on_the_ticker_after_its_quiet_as_in_production() {
+        // Twelve pods in twelve seconds: a pattern storm from the sixth (more than 5 resources),
+        // the aggregate created with the fifth buffered one.
+        let recorded: Vec<_> = (0..12).map(|pod| firing(pod, u64::from(pod))).collect();
+        let tally = replay(&seed(), &options(), &recorded, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(tally.storms.get("pattern"), Some(&1));
+        let aggregates: Vec<_> = tally
+            .resources
+            .iter()
+            .filter_map(|r| r.spec.storm.as_ref())
+            .collect();
+        assert_eq!(aggregates.len(), 1, "{:?}", tally.resources);
+        let last = recorded[11].at;
+        let closed = aggregates[0].storm_window_end.expect("the window closed");
+        // Closed by a tick once `inactivity_timeout` (60 s) passed without a signal — not by the
+        // shutdown round, which would be later (after the settle time).
+        let quiet = StormSettings::default().inactivity_timeout;
+        assert!(
+            closed >= last + quiet && closed <= last + quiet + TICK,
+            "closed at {closed}, last signal at {last}"
+        );
+        assert_eq!(
+            aggregates[0].storm_alert_count, 7,
+            "pods 5 to 11, after 5 individual"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_hours_apart_are_two_whole_storms_across_the_skipped_idle_time() {
+        let mut recorded: Vec<_> = (0..12).map(|pod| firing(pod, u64::from(pod))).collect();
+        recorded.extend((0..12).map(|pod| firing(pod, 6 * 3600 + u64::from(pod))));
+        let tally = replay(&seed(), &options(), &recorded, &mut |_| {})
+            .await
+            .unwrap();
+        // Both storms whole: the dedup TTL and the windows ran out in between.
+        assert_eq!(tally.storms.get("pattern"), Some(&2));
+        assert_eq!(tally.outcomes.get("duplicate"), Some(&0));
+        assert_eq!(
+            tally.resources.iter().filter(|r| r.spec.is_storm).count(),
+            2
+        );
+    }
+}
