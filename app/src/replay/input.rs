@@ -4,7 +4,8 @@
 //! a directory holds `*.json` files, read in name order (other files are skipped). Each document
 //! is recognised by its shape:
 //! - `{"received_at": RFC3339, "body": {...}}`: a wrapper; the body (a webhook or an Event) was
-//!   received at `received_at`;
+//!   received at `received_at` (its body is re-encoded from the parsed JSON, so a key repeated
+//!   inside it, which the server refuses, is not noticed: the last one counts);
 //! - an object with `alerts`: an Alertmanager webhook, received at the latest of its alerts'
 //!   `startsAt`, and `endsAt` for a resolved alert;
 //! - an object with `involvedObject` (or `kind: Event`): a core/v1 Event, received at its
