@@ -46,6 +46,10 @@ fuzz SECONDS="600" *TARGETS:
 check-config DIR="deploy/config":
     cargo run -q -p gateway -- config check {{DIR}}
 
+# Replay recorded signals through a config directory offline and report storms, aggregates, RemediationRequests and API writes (e.g. --config deploy/config --compare DIR2 FILE); writes nothing
+replay *ARGS:
+    cargo run -q -p gateway -- replay {{ARGS}}
+
 # Build the gateway's image (kubernaut/gateway:local) from a host-built static binary and the Dockerfile's runtime stage; nothing pulled
 image *ARGS:
     bash scripts/image.sh {{ARGS}}

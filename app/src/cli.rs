@@ -28,6 +28,84 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the RemediationRequest CustomResourceDefinition as YAML (`gateway crd | kubectl apply -f -`).
     Crd,
+    /// Feed recorded signals through the pipeline offline and report what a config directory
+    /// would do with them (storms, aggregates, RemediationRequests, API writes); writes nothing.
+    /// Exit 2 on bad input or config.
+    Replay(Box<ReplayArgs>),
+}
+
+/// `gateway replay`: the settings files to judge, the recordings, and the `serve` flags that
+/// shape the pipeline (same names, environment twins and defaults as `serve`'s).
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Config directory to replay with (storm.yaml, dedup.yaml, retry.yaml, security.yaml),
+    /// loaded and validated as `gateway config check` does.
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// A second config directory: the same input is replayed with it too, and both reports are
+    /// shown side by side with the difference (B − A).
+    #[arg(long, value_name = "DIR")]
+    pub compare: Option<PathBuf>,
+    /// Print JSON even when stdout is a terminal (it is JSON whenever stdout is not one).
+    #[arg(long)]
+    pub json: bool,
+    /// Recordings: files of JSON documents (webhook bodies, core/v1 Events, wrappers
+    /// `{"received_at": TIME, "body": {...}}`, or a `GET /api/v2/alerts` array), or directories
+    /// of `*.json` files, one document each.
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    pub inputs: Vec<PathBuf>,
+    /// As `serve --update-interval`: at most one update per RemediationRequest per this
+    /// interval.
+    #[arg(long, env = "GATEWAY_UPDATE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub update_interval: Duration,
+    /// As `serve --storm-window-capacity`: distinct resources one storm aggregate lists at most.
+    #[arg(long, env = "GATEWAY_STORM_WINDOW_CAPACITY", default_value_t = 1000)]
+    pub storm_window_capacity: u32,
+    /// As `serve --max-window-buffer-bytes`.
+    #[arg(long, env = "GATEWAY_MAX_WINDOW_BUFFER_BYTES", default_value_t = gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES)]
+    pub max_window_buffer_bytes: u64,
+    /// As `serve --dedup-capacity`: fingerprints the dedup store holds at most.
+    #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
+    pub dedup_capacity: usize,
+    /// As `serve --max-alert-names`.
+    #[arg(long, env = "GATEWAY_MAX_ALERT_NAMES", default_value_t = 10_000)]
+    pub max_alert_names: usize,
+    /// As `serve --max-alerts-per-request` (a body past a limit is counted in
+    /// `input.refused_bodies`).
+    #[arg(long, env = "GATEWAY_MAX_ALERTS_PER_REQUEST", default_value_t = 1000)]
+    pub max_alerts_per_request: usize,
+    /// As `serve --max-labels`.
+    #[arg(long, env = "GATEWAY_MAX_LABELS", default_value_t = 64)]
+    pub max_labels: usize,
+    /// As `serve --max-label-bytes`.
+    #[arg(long, env = "GATEWAY_MAX_LABEL_BYTES", default_value_t = 32 * 1024)]
+    pub max_label_bytes: usize,
+    /// As `serve --fallback-namespace`: where RemediationRequests of cluster-scoped signals go.
+    #[arg(
+        long,
+        env = "GATEWAY_FALLBACK_NAMESPACE",
+        default_value = "kubernaut-system"
+    )]
+    pub fallback_namespace: String,
+}
+
+impl ReplayArgs {
+    /// The pipeline's process-level settings.
+    pub fn options(&self) -> crate::replay::run::Options {
+        crate::replay::run::Options {
+            update_interval: self.update_interval,
+            storm_window_capacity: self.storm_window_capacity,
+            max_window_buffer_bytes: self.max_window_buffer_bytes,
+            dedup_capacity: self.dedup_capacity,
+            max_alert_names: self.max_alert_names,
+            limits: crate::input_limits::InputLimits {
+                max_alerts: self.max_alerts_per_request,
+                max_labels: self.max_labels,
+                max_label_bytes: self.max_label_bytes,
+            },
+            fallback_namespace: self.fallback_namespace.clone(),
+        }
+    }
 }
 
 /// `gateway config …`
@@ -347,6 +425,42 @@ impl std::ops::Deref for RedisUrl {
 impl std::fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", gateway_adapter_redis::redacted(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn replay_defaults_are_serves() {
+        let serve = Cli::try_parse_from(["gateway"]).unwrap().serve;
+        let Some(Command::Replay(replay)) =
+            Cli::try_parse_from(["gateway", "replay", "--config", "c", "in.jsonl"])
+                .unwrap()
+                .command
+        else {
+            panic!("replay parses")
+        };
+        assert_eq!(replay.update_interval, serve.update_interval);
+        assert_eq!(replay.storm_window_capacity, serve.storm_window_capacity);
+        assert_eq!(
+            replay.max_window_buffer_bytes,
+            serve.max_window_buffer_bytes
+        );
+        assert_eq!(replay.dedup_capacity, serve.dedup_capacity);
+        assert_eq!(replay.max_alert_names, serve.max_alert_names);
+        assert_eq!(replay.max_alerts_per_request, serve.max_alerts_per_request);
+        assert_eq!(replay.max_labels, serve.max_labels);
+        assert_eq!(replay.max_label_bytes, serve.max_label_bytes);
+        assert_eq!(replay.fallback_namespace, serve.fallback_namespace);
+        assert!(!replay.json);
+        assert!(
+            Cli::try_parse_from(["gateway", "replay", "--config", "c"]).is_err(),
+            "an input is required"
+        );
     }
 }
 

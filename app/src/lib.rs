@@ -21,6 +21,7 @@ pub mod pending;
 pub mod placement;
 pub mod readiness;
 pub mod remediation;
+pub mod replay;
 pub mod serve;
 pub mod single_flight;
 pub mod supervise;

@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(Command::Config(ConfigCommand::Check { dir })) => check_config(&dir),
         Some(Command::Serve(args)) => serve(*args).await,
+        Some(Command::Replay(args)) => gateway::replay::command(&args).await,
         Some(Command::Crd) => {
             print!("{}", gateway_adapter_kube::crd::definition_yaml());
             ExitCode::SUCCESS

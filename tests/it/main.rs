@@ -29,6 +29,7 @@ mod purity;
 mod redis_container;
 mod redis_store;
 mod reload_under_load;
+mod replay;
 mod secrets;
 mod server_bounds;
 mod settings_bounds;

@@ -39,6 +39,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Storms detected so far of `storm_type` (what `gateway replay` reports).
+    pub fn storms_detected(&self, storm_type: StormType) -> u64 {
+        self.storms_detected
+            .with_label_values(&[storm_type.as_str()])
+            .get()
+    }
+
     /// One storm signal was sampled out.
     pub fn sampled_out(&self) {
         self.storm_sampled_out.inc();
