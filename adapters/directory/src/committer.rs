@@ -39,7 +39,9 @@ pub(crate) struct Committer {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,9 +133,8 @@ fn commit(dir: &std::path::Path, batch: Vec<Job>) {
         .iter()
         .map(|job| files::publish(&job.temp, &job.target, job.text.as_bytes(), job.replace))
         .collect();
-    let published = |r: &Result<Written, WriteError>| {
-        matches!(r, Ok(Written::Created | Written::Updated))
-    };
+    let published =
+        |r: &Result<Written, WriteError>| matches!(r, Ok(Written::Created | Written::Updated));
     if results.iter().any(published)
         && let Err(e) = files::sync_dir(dir)
     {

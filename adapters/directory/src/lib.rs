@@ -29,7 +29,7 @@ use gateway_ports::{
 use serde::{Deserialize, Serialize};
 
 use crate::committer::Committer;
-use crate::files::{io_failure, is_valid_name, remove_stale_temps, TEMP_SUFFIX};
+use crate::files::{TEMP_SUFFIX, io_failure, is_valid_name, remove_stale_temps};
 #[cfg(test)]
 use crate::files::{is_temp_name, sync_dir};
 

@@ -138,8 +138,7 @@ fn is_plain(s: &str) -> bool {
         "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
     ];
     s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
         && !WORDS.iter().any(|w| w.eq_ignore_ascii_case(s))
 }
@@ -183,7 +182,8 @@ mod tests {
 
     #[test]
     fn control_characters_and_unicode_are_escaped_or_kept_and_read_back() {
-        let doc = json!({"s": "tab\there\nnew \u{1b}[31m \u{7f} \u{85} \u{2028} \u{feff} é 🦀 \"q\" \\"});
+        let doc =
+            json!({"s": "tab\there\nnew \u{1b}[31m \u{7f} \u{85} \u{2028} \u{feff} é 🦀 \"q\" \\"});
         let text = to_string(&doc).unwrap();
         assert!(!text.contains('\u{1b}'), "{text}");
         assert_eq!(serde_norway::from_str::<Value>(&text).unwrap(), doc);
