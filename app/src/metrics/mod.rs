@@ -91,9 +91,21 @@ const fn gave_up_label(reason: GiveUpReason) -> &'static str {
     }
 }
 
-/// Every metric the gateway exports. Cheap to clone: clones share the series.
+/// Every metric the gateway exports. Cheap to clone (one reference count; the connection and
+/// request paths clone it): clones share the series.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Instruments>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Instruments;
+    fn deref(&self) -> &Instruments {
+        &self.0
+    }
+}
+
+/// The metrics themselves, behind [`Metrics`].
+#[derive(Debug)]
+pub struct Instruments {
     registry: Registry,
     signals_received: IntCounterVec,
     signals_deduplicated: IntCounter,
@@ -169,7 +181,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let metrics = Metrics {
+        let metrics = Instruments {
             signals_received: register(
                 &r,
                 IntCounterVec::new(
@@ -499,7 +511,7 @@ impl Metrics {
         for reason in Shed::ALL {
             metrics.http_shed.with_label_values(&[reason.as_str()]);
         }
-        metrics
+        Metrics(Arc::new(metrics))
     }
 
     /// The Prometheus text exposition of every metric.
