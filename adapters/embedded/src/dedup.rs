@@ -73,17 +73,22 @@ impl DedupStore for EmbeddedStore {
         .await
     }
 
+    /// Queued, not committed, when it returns: a new alert's answer does not wait for one more
+    /// commit. Any later `record` of the fingerprint is applied after it, so it reads the
+    /// window settled; if its batch fails, the claim stays until it is taken over
+    /// ([`gateway_ports::DedupWindow::CLAIM`]), as after a failed settle.
     async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
         let fingerprint = fingerprint.as_str().to_owned();
-        self.write(move |batch| {
-            let mut table = Bounded::open(batch.transaction, DEDUP, DEDUP_ORDER)?;
-            if let Some(row) = table.get(&fingerprint)? {
-                let window = codec::decode_dedup(&row.payload)?.settled();
-                table.put(&fingerprint, row.sequence, &codec::encode_dedup(&window))?;
-            }
-            Ok(())
-        })
-        .await
+        self.writer
+            .submit_queued("a settled dedup claim", move |batch| {
+                let mut table = Bounded::open(batch.transaction, DEDUP, DEDUP_ORDER)?;
+                if let Some(row) = table.get(&fingerprint)? {
+                    let window = codec::decode_dedup(&row.payload)?.settled();
+                    table.put(&fingerprint, row.sequence, &codec::encode_dedup(&window))?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn check(&self) -> Result<(), StoreError> {

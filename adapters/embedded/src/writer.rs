@@ -182,6 +182,32 @@ impl Writer {
         answered.await.map_err(|_| stopped())?
     }
 
+    /// Queues `op` for the next batch and returns once it is queued, without waiting for the
+    /// commit: every operation queued later is applied after it. Its outcome is logged if it
+    /// fails (the batch is aborted, as for any operation of it).
+    pub(crate) async fn submit_queued<F>(&self, what: &'static str, op: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut Batch<'_>) -> Result<(), Failure> + Send + 'static,
+    {
+        let job: Job = Box::new(move |batch: Option<&mut Batch<'_>>| {
+            let outcome = batch.map(|batch| op(batch).map_err(StoreError::from));
+            let ok = matches!(outcome, Some(Ok(())));
+            let deliver: Deliver = Box::new(move |committed| {
+                let failed = match outcome {
+                    Some(Err(own)) => Some(own),
+                    Some(Ok(())) => committed.err(),
+                    None => Some(committed.err().unwrap_or_else(stopped)),
+                };
+                if let Some(error) = failed {
+                    tracing::warn!(%error, "{what} was not stored");
+                }
+            });
+            (ok, deliver)
+        });
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(job).await.map_err(|_| stopped())
+    }
+
     /// Whether the writer thread still takes operations.
     pub(crate) fn is_running(&self) -> bool {
         self.queue.as_ref().is_some_and(|queue| !queue.is_closed())
