@@ -329,10 +329,58 @@ impl RedisStore {
         }
     }
 
+    /// Sends one command that nothing waits on: it is written to the connection, in order
+    /// before any command sent after this returns, and its answer is awaited in a task of its
+    /// own, a failure marking Redis unavailable and logged like any other.
+    ///
+    /// The command is polled once here: on an established connection that queues it in the
+    /// connection's pipeline (redis-rs writes a connection's commands in the order they are
+    /// queued). While the connection is being made again, the order is not promised; then the
+    /// worst a later command sees is the state before this one.
+    pub(crate) fn queued<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        command: impl std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
+    ) {
+        let timeout = self.options.command_timeout;
+        let health = self.available.clone();
+        let mut command = Box::pin(tokio::time::timeout(timeout, command));
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        let settled = match command.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => {
+                tokio::spawn(async move {
+                    if let Err(e) = flatten(command.await) {
+                        health.set(false);
+                        tracing::warn!(error = %unavailable(what, e), "a queued Redis command failed");
+                    }
+                });
+                return;
+            }
+        };
+        if let Err(e) = flatten(settled) {
+            health.set(false);
+            tracing::warn!(error = %unavailable(what, e), "a queued Redis command failed");
+        }
+    }
+
     /// Records that Redis just answered.
     pub(crate) fn answered(&self) {
         self.available.set(true);
     }
+}
+
+/// A timed command's result: a timeout is an I/O error like any other.
+fn flatten<T>(
+    result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> redis::RedisResult<T> {
+    result.unwrap_or_else(|_| {
+        Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer in time",
+        )))
+    })
 }
 
 fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {

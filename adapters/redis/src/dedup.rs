@@ -54,11 +54,18 @@ impl DedupStore for RedisStore {
             .await
     }
 
+    /// Queued, not waited for: the claim's end is written to the connection before this
+    /// returns, so the fingerprint's next `record` (a later command on the same connection)
+    /// reads it settled, and a new alert's answer waits for one round trip fewer. If it fails,
+    /// the claim stays until it is taken over ([`DedupWindow::CLAIM`]), as after any failed
+    /// settle.
     async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
         let mut manager = self.manager()?;
         let key = self.dedup_key(fingerprint);
-        self.timed("settling a fingerprint", manager.hdel::<_, _, ()>(key, "u"))
-            .await
+        self.queued("settling a fingerprint", async move {
+            manager.hdel::<_, _, ()>(key, "u").await
+        });
+        Ok(())
     }
 
     async fn check(&self) -> Result<(), StoreError> {
