@@ -87,7 +87,9 @@ pub trait DedupStore: Send + Sync + std::fmt::Debug {
     async fn forget(&self, fingerprint: &Fingerprint) -> Result<(), StoreError>;
 
     /// Ends the claim of the fingerprint's window: its first occurrence is recorded, later ones
-    /// are [`Seen::Duplicate`]. A missing window is `Ok`.
+    /// are [`Seen::Duplicate`]. A missing window is `Ok`. An adapter may answer once the change
+    /// is queued ahead of every later operation rather than done (what comes after reads it
+    /// settled); if it then fails, the claim stays until taken over, as after an `Err`.
     async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError>;
 
     /// Succeeds when the store can serve requests now (readiness).
