@@ -38,6 +38,10 @@ bench:
 bench-auth *ARGS:
     bash scripts/bench-auth.sh {{ARGS}}
 
+# Where a new alert's CPU time goes: perf on the profiling build, STATE memory|embedded|redis (needs perf, wrk)
+profile STATE="memory" *ARGS:
+    bash scripts/profile.sh {{STATE}} {{ARGS}}
+
 # Fuzz the three parsers (webhook, Kubernetes event, settings) SECONDS each, one after another, and minimize the corpus into fuzz/corpus (needs nightly and cargo-fuzz)
 fuzz SECONDS="600" *TARGETS:
     scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
