@@ -401,8 +401,11 @@ async fn unchanged_documents_are_not_judged(rig: &Rig) {
 
     // The source was listening all along: a real change right after is applied.
     rig.world.put(&with_storm("rate_threshold: 8\n")).await;
-    rig.until("rate_threshold 8 applied", |rig| rig.rate() == 8)
-        .await;
+    // The settings are swapped before the reload is recorded: wait for both.
+    rig.until("rate_threshold 8 applied and recorded", |rig| {
+        rig.rate() == 8 && !rig.all_records().is_empty()
+    })
+    .await;
     assert_eq!(rig.all_records().len(), 1, "{:?}", rig.all_records());
     assert_eq!(rig.generations(), [1, 0, 0, 0]);
     let line = audit::lines(&rig.names).pop().unwrap();
