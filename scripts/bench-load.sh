@@ -202,7 +202,7 @@ wrk_run() {
   url=$gateway_url; [ "$target" = alertmanager ] && url=$am_url
   output=$(BENCH_TARGET=$target BENCH_MODE=$mode BENCH_BATCH=$batch BENCH_TAG=$tag \
     BENCH_STARTS=$starts BENCH_DELAY_MS=$delay \
-    "${load[@]}" wrk -t"$threads" -c"${wrk_connections:-$connections}" -d"$duration" \
+    "${load[@]}" wrk -t"${wrk_threads:-$threads}" -c"${wrk_connections:-$connections}" -d"$duration" \
     --timeout 10s --latency -s scripts/bench-load/alerts.lua "$url")
   echo "$output" >>"$work/wrk.log"
   sed -n 's/^BENCH_JSON //p' <<<"$output"
@@ -214,10 +214,10 @@ wrk_run() {
 measure() {
   local warm json prime='{"requests":0,"connect":0,"read":0,"write":0,"status":0,"timeout":0}'
   if [ "$2" = repeat ]; then
-    # The first send is created on one connection per thread: while it is being written its
-    # dedup record is claimed, and a repeat racing it is answered 503 (to be resent) — not the
-    # repeat path this case measures.
-    prime=$(wrk_connections=$threads wrk_run "$1" "$2" "$3" 1s "$4p")
+    # The first send is created on one connection: while it is being written its dedup record
+    # is claimed, and a repeat racing it is answered 503 (to be resent) — not the repeat path
+    # this case measures.
+    prime=$(wrk_threads=1 wrk_connections=1 wrk_run "$1" "$2" "$3" 1s "$4p")
   fi
   warm=$(wrk_run "$1" "$2" "$3" 1s "$4w" "${5:-0}")
   json=$(wrk_run "$1" "$2" "$3" "${seconds}s" "$4" "${5:-0}")
@@ -242,14 +242,16 @@ fail() { # KEY MESSAGE
   echo "bench-load: FAILED: $1: $2" >&2
 }
 ok() { [[ ${check[$1]:-} != "**FAILED**"* ]]; }
-wrk_errors() { # KEY LOG: fails KEY when wrk saw errors, quoting the server's last error line
+wrk_errors() { # KEY LOG FROM_LINE: fails KEY when wrk saw errors, quoting the last error line
+  # the server logged from FROM_LINE on (after it was ready)
   if [ "$m_measured" = 0 ]; then
     fail "$1" "no request was answered within the ${seconds} s measured run (each took longer)"
     return 0
   fi
   [ "$m_errors" = 0 ] && return 0
   local why
-  why=$(grep -E '"level":"(ERROR|WARN)"' "$2" 2>/dev/null | tail -1 | jq -r '.message + ": " + (.error // "")' 2>/dev/null || true)
+  why=$(tail -n +"$3" "$2" | grep -E '"level":"(ERROR|WARN)"' | tail -1 |
+    jq -r '.message + (if .error then ": " + .error else "" end)' 2>/dev/null || true)
   fail "$1" "wrk saw $m_errors socket errors, timeouts or non-2xx answers${why:+ (last error logged: $why)}"
 }
 
@@ -265,7 +267,7 @@ batch_of() { case $1 in batch10) echo 10 ;; batch100) echo 100 ;; *) echo 1 ;; e
 declare -A rps p50 p99 alerts check
 # gateway_case CASE STORE [reload]: one case on a fresh gateway, checked.
 gateway_case() {
-  local case=$1 store=$2 reload=${3:-} mode batch config key tag n reloads=0 extra=()
+  local case=$1 store=$2 reload=${3:-} mode batch config key tag n reloads=0 extra=() log_from
   mode=$(mode_of "$case"); batch=$(batch_of "$case")
   config=$work/config-high
   [ "$case" = storm ] && config=$PWD/deploy/config
@@ -282,6 +284,8 @@ gateway_case() {
   progress "gateway $case $store${reload:+ (reload every 100 ms)}"
   : >"$work/gateway.log"
   start_gateway "$store" "$config" "${extra[@]}"
+  sleep 0.2 # a store connecting in the background (Redis) is connected
+  log_from=$(($(wc -l <"$work/gateway.log") + 1))
   if [ -n "$reload" ]; then
     reloads=$(metric_sum "$gateway_url" gateway_config_reload_total 'result="success"')
     reload_loop "$work/kubelet" &
@@ -295,7 +299,7 @@ gateway_case() {
   fi
   sleep 0.5 # the requests wrk left in flight finish
   n=$(rr_count)
-  wrk_errors "$key" "$work/gateway.log"
+  wrk_errors "$key" "$work/gateway.log" "$log_from"
   case $mode in
     new)
       if within "$n" "$m_sent" "$batch"; then
@@ -341,7 +345,7 @@ am_case() { # CASE: one case on a fresh Alertmanager, checked against what it sa
   measure alertmanager "$mode" "$batch" "a-$case"
   sleep 0.5
   received=$(metric_sum "$am_url" alertmanager_alerts_received_total)
-  wrk_errors "$key" "$work/alertmanager.log"
+  wrk_errors "$key" "$work/alertmanager.log" 1
   if within "$received" "$m_sent" "$batch"; then
     ok "$key" && check[$key]="received $received alerts"
   else
