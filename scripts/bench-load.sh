@@ -355,28 +355,10 @@ am_case() { # CASE: one case on a fresh Alertmanager, checked against what it sa
   rps[$key]=$m_rps; p50[$key]=$m_p50; p99[$key]=$m_p99; alerts[$key]=$((m_rps * batch))
 }
 
-# --- The kubelet's ConfigMap update (tests/src/kubelet.rs): a new timestamped directory, a
-# `..data_tmp` symlink renamed over `..data`, the old directory removed. Each swap changes
-# storm.yaml's inactivity_timeout (60s/61s), so each one is a real reload.
-kubelet_swap() { # MOUNT N
-  local mount=$1 dir old
-  dir="..$(date -u +%Y_%m_%d_%H_%M_%S).$2"
-  mkdir "$mount/$dir"
-  cp "$work/config-high/"*.yaml "$mount/$dir/"
-  [ $(($2 % 2)) = 1 ] && sed -i 's/^inactivity_timeout: .*/inactivity_timeout: 61s/' "$mount/$dir/storm.yaml"
-  old=$(readlink "$mount/..data" 2>/dev/null || true)
-  ln -s "$dir" "$mount/..data_tmp"
-  mv -T "$mount/..data_tmp" "$mount/..data"
-  for f in "$mount/$dir/"*.yaml; do
-    [ -e "$mount/${f##*/}" ] || ln -s "..data/${f##*/}" "$mount/${f##*/}"
-  done
-  [ -z "$old" ] || rm -rf "${mount:?}/$old"
-}
-kubelet_mount() { rm -rf "$work/kubelet"; mkdir -p "$work/kubelet"; kubelet_swap "$work/kubelet" 0; }
-reload_loop() {
-  local i=1
-  while :; do kubelet_swap "$1" "$i"; i=$((i + 1)); sleep 0.1; done
-}
+# --- The kubelet's ConfigMap update: scripts/bench-load/kubelet-swap.pl (one perl process, so
+# that the swaps cost the load generator on the same CPU next to nothing).
+kubelet_mount() { rm -rf "$work/kubelet"; perl scripts/bench-load/kubelet-swap.pl "$work/kubelet" "$work/config-high" 1 0; }
+reload_loop() { exec perl scripts/bench-load/kubelet-swap.pl "$1" "$work/config-high" 0 0.1; }
 
 # --- The run ---------------------------------------------------------------------------------
 progress "work dir $work; ${seconds}s per run, $connections connections, cores $cores"
