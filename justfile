@@ -42,6 +42,10 @@ bench-auth *ARGS:
 profile STATE="memory" *ARGS:
     bash scripts/profile.sh {{STATE}} {{ARGS}}
 
+# The gateway against Alertmanager 0.25 under the same load, one run: new, repeats, batches, storm, reload, Redis baseline, fixed-rate p99, RSS per alert (release build, wrk, pinned cores; BENCHMARKS.md)
+bench-load *ARGS:
+    bash scripts/bench-load.sh {{ARGS}}
+
 # Fuzz the three parsers (webhook, Kubernetes event, settings) SECONDS each, one after another, and minimize the corpus into fuzz/corpus (needs nightly and cargo-fuzz)
 fuzz SECONDS="600" *TARGETS:
     scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
