@@ -2,7 +2,7 @@
 -- webhook to /api/v1/signals/prometheus) or for Alertmanager itself (POST /api/v2/alerts, a JSON
 -- list of alerts). Set by the environment:
 --   BENCH_TARGET  gateway | alertmanager
---   BENCH_MODE    new (every alert distinct: one alert name, a distinct pod each)
+--   BENCH_MODE    new (every alert distinct: an alert name and a pod of its own)
 --                 repeat (the same one alert every time)
 --                 storm (one storm alert name, a distinct pod each)
 --   BENCH_BATCH   alerts per request (distinct within and across requests, except for repeat)
@@ -70,12 +70,13 @@ end
 
 function request()
   if fixed then return fixed end
-  local name = "BenchNew"
-  if mode == "storm" then name = "BenchStorm" end
   local alerts = {}
   for _ = 1, batch do
     counter = counter + 1
-    alerts[#alerts + 1] = alert(name, string.format("%s-%d-%d", tag, tid, counter))
+    local id = string.format("%s-%d-%d", tag, tid, counter)
+    local name = "BenchStorm"
+    if mode == "new" then name = "BenchNew-" .. id end
+    alerts[#alerts + 1] = alert(name, id)
   end
   return wrk.format("POST", path, nil, body(alerts))
 end
