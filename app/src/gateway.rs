@@ -25,6 +25,7 @@ use crate::pending::PendingWrites;
 use crate::placement::Placement;
 use crate::readiness::Readiness;
 use crate::ticker::Ticker;
+use crate::window_locks::WindowLocks;
 use crate::writer::RetryingWriter;
 
 /// Where storm counts and aggregation windows are kept.
@@ -191,6 +192,7 @@ impl Gateway {
                 config: config.clone(),
                 dedup: Arc::new(Deduplicator::new(dedup_store.clone())),
                 storms: tracker.clone(),
+                window_locks: WindowLocks::default(),
                 placement,
                 backlog: backlog.clone(),
                 metrics: metrics.clone(),

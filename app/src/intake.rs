@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::outcome::{AlertOutcome, NotRecorded, Outcome, Rejected, Unrecorded};
 use crate::placement::{NotPlaced, Placement};
 use crate::remediation;
+use crate::window_locks::WindowLocks;
 use crate::writer::{Deadline, Op};
 
 /// The most characters of a refused namespace repeated in the answer and the log: a namespace
@@ -49,6 +50,8 @@ pub struct SignalIntake {
     pub(crate) config: Arc<dyn ConfigSource>,
     pub(crate) dedup: Arc<Deduplicator<dyn DedupStore>>,
     pub(crate) storms: Arc<Storms>,
+    /// One signal of a storm window at a time in this process.
+    pub(crate) window_locks: WindowLocks,
     pub(crate) placement: Arc<Placement>,
     pub(crate) backlog: Arc<Backlog>,
     pub(crate) metrics: Metrics,
@@ -237,7 +240,15 @@ impl SignalIntake {
         deadline: Deadline,
     ) -> Result<AlertOutcome, Unrecorded> {
         let now = signal.received_time;
-        let observation = match self.storms.observe(signal, &settings.storm, now).await {
+        // The window's turn, held while the storm domain decides (not while writing).
+        let Some(turn) = self.window_locks.lock(signal, deadline).await else {
+            return Err(self
+                .unrecorded(signal, NotRecorded::Deadline, &settings.retry)
+                .await);
+        };
+        let observed = self.storms.observe(signal, &settings.storm, now).await;
+        drop(turn);
+        let observation = match observed {
             Ok(observation) => observation,
             Err(e) => {
                 let reason = match e {

@@ -27,6 +27,7 @@ pub mod single_flight;
 pub mod supervise;
 pub mod ticker;
 pub mod tls;
+pub mod window_locks;
 pub mod writer;
 
 use cli::LogFormat;

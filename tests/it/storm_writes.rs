@@ -416,8 +416,9 @@ async fn storms_decide_alike_in_memory_and_in_redis() {
 }
 
 /// A storm from 32 concurrent senders to one gateway on Redis: every signal goes to one window,
-/// and the requests of this process take it one at a time, so none is refused for contention
-/// (before, 32 racing one compare-and-set gave up with 503s: `bench-load`'s storm case).
+/// and the requests of this process take it in turn (`app/src/window_locks.rs`), so none is
+/// refused for contention (before, 32 racing one compare-and-set gave up with 503s:
+/// `bench-load`'s storm case).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_from_32_concurrent_senders_on_redis_is_answered_2xx_every_time() {
     let root = tempfile::tempdir().unwrap();

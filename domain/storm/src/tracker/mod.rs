@@ -19,9 +19,6 @@ use crate::{COUNTING, Closure, Observation, StormDetector, WindowCapacity, Windo
 /// How often a contended compare-and-set is tried before the signal is refused (and resent).
 const ATTEMPTS: usize = 32;
 
-/// Locks that serialise this process's signals per window (striped by the window's name).
-const WINDOW_LOCKS: usize = 256;
-
 /// Which port failed, so the caller can say why a signal was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum StormError {
@@ -70,10 +67,6 @@ pub struct StormTracker<C: ?Sized, W: ?Sized> {
     counter: Arc<C>,
     windows: Arc<W>,
     detector: StormDetector,
-    /// One signal of a window at a time in this process: during a storm every signal goes to
-    /// the same window, and concurrent requests racing one compare-and-set would each retry
-    /// (and, 32 of them, give up: a 503). Only other replicas contend now. Runtime-free locks.
-    locks: Arc<[futures::lock::Mutex<()>]>,
 }
 
 /// The store's name for a window: `<namespace length>:<namespace>/<alert name>`. The length
@@ -124,9 +117,6 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
             counter,
             windows,
             detector: StormDetector::new(capacity),
-            locks: (0..WINDOW_LOCKS)
-                .map(|_| futures::lock::Mutex::new(()))
-                .collect(),
         }
     }
 
@@ -149,7 +139,6 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
         now: Timestamp,
     ) -> Result<Observation, StormError> {
         let name = name_of(&WindowKey::of(signal));
-        let _serialised = self.lock_of(&name).lock().await;
         // The count and the first load are independent: sent together, they share one round
         // trip to a networked store. A load that the count overtakes is as good as any other:
         // the compare-and-set below refuses a stale one.
@@ -188,14 +177,6 @@ impl<C: StormCounter + ?Sized, W: WindowStore + ?Sized> StormTracker<C, W> {
             }
         }
         Err(StormError::Windows(contended(&name)))
-    }
-
-    fn lock_of(&self, name: &str) -> &futures::lock::Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        name.hash(&mut hasher);
-        let stripe = usize::try_from(hasher.finish() % self.locks.len() as u64).unwrap_or(0);
-        &self.locks[stripe]
     }
 
     /// [`StormTracker::observe`] with the storm settings in force in `config` and the time from
