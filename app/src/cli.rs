@@ -38,6 +38,9 @@ pub enum Command {
 /// shape the pipeline (same names, environment twins and defaults as `serve`'s).
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
+    /// The flags that shape the pipeline (the same as `serve`'s).
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Config directory to replay with (storm.yaml, dedup.yaml, retry.yaml, security.yaml),
     /// loaded and validated as `gateway config check` does.
     #[arg(long, value_name = "DIR")]
@@ -54,56 +57,20 @@ pub struct ReplayArgs {
     /// of `*.json` files, one document each.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub inputs: Vec<PathBuf>,
-    /// As `serve --update-interval`: at most one update per RemediationRequest per this
-    /// interval.
-    #[arg(long, env = "GATEWAY_UPDATE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
-    pub update_interval: Duration,
-    /// As `serve --storm-window-capacity`: distinct resources one storm aggregate lists at most.
-    #[arg(long, env = "GATEWAY_STORM_WINDOW_CAPACITY", default_value_t = 1000)]
-    pub storm_window_capacity: u32,
-    /// As `serve --max-window-buffer-bytes`.
-    #[arg(long, env = "GATEWAY_MAX_WINDOW_BUFFER_BYTES", default_value_t = gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES)]
-    pub max_window_buffer_bytes: u64,
-    /// As `serve --dedup-capacity`: fingerprints the dedup store holds at most.
-    #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
-    pub dedup_capacity: usize,
-    /// As `serve --max-alert-names`.
-    #[arg(long, env = "GATEWAY_MAX_ALERT_NAMES", default_value_t = 10_000)]
-    pub max_alert_names: usize,
-    /// As `serve --max-alerts-per-request` (a body past a limit is counted in
-    /// `input.refused_bodies`).
-    #[arg(long, env = "GATEWAY_MAX_ALERTS_PER_REQUEST", default_value_t = 1000)]
-    pub max_alerts_per_request: usize,
-    /// As `serve --max-labels`.
-    #[arg(long, env = "GATEWAY_MAX_LABELS", default_value_t = 64)]
-    pub max_labels: usize,
-    /// As `serve --max-label-bytes`.
-    #[arg(long, env = "GATEWAY_MAX_LABEL_BYTES", default_value_t = 32 * 1024)]
-    pub max_label_bytes: usize,
-    /// As `serve --fallback-namespace`: where RemediationRequests of cluster-scoped signals go.
-    #[arg(
-        long,
-        env = "GATEWAY_FALLBACK_NAMESPACE",
-        default_value = "kubernaut-system"
-    )]
-    pub fallback_namespace: String,
 }
 
 impl ReplayArgs {
     /// The pipeline's process-level settings.
     pub fn options(&self) -> crate::replay::run::Options {
+        let pipeline = &self.pipeline;
         crate::replay::run::Options {
-            update_interval: self.update_interval,
-            storm_window_capacity: self.storm_window_capacity,
-            max_window_buffer_bytes: self.max_window_buffer_bytes,
-            dedup_capacity: self.dedup_capacity,
-            max_alert_names: self.max_alert_names,
-            limits: crate::input_limits::InputLimits {
-                max_alerts: self.max_alerts_per_request,
-                max_labels: self.max_labels,
-                max_label_bytes: self.max_label_bytes,
-            },
-            fallback_namespace: self.fallback_namespace.clone(),
+            update_interval: pipeline.update_interval,
+            storm_window_capacity: pipeline.storm_window_capacity,
+            max_window_buffer_bytes: pipeline.max_window_buffer_bytes,
+            dedup_capacity: pipeline.dedup_capacity,
+            max_alert_names: pipeline.max_alert_names,
+            limits: pipeline.limits(),
+            fallback_namespace: pipeline.fallback_namespace.clone(),
         }
     }
 }
@@ -193,9 +160,65 @@ impl std::str::FromStr for ConfigSourceArg {
     }
 }
 
+/// The flags that shape the signal pipeline, the same for `serve` and `replay` (one definition:
+/// a replay runs the pipeline `serve` would).
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// At most one occurrence-count update per RemediationRequest per this interval (duplicates
+    /// and growing aggregates are coalesced, so an alert storm is not an API-server storm).
+    #[arg(long, env = "GATEWAY_UPDATE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub update_interval: Duration,
+    /// Alert names whose storm counts the memory and embedded state keep (past it, the name
+    /// counted least recently is dropped and counts from zero again).
+    #[arg(long, env = "GATEWAY_MAX_ALERT_NAMES", default_value_t = 10_000)]
+    pub max_alert_names: usize,
+    /// Most alerts one request may carry (more: 413). Set Alertmanager's `max_alerts` in the
+    /// webhook_config at or below it.
+    #[arg(long, env = "GATEWAY_MAX_ALERTS_PER_REQUEST", default_value_t = 1000)]
+    pub max_alerts_per_request: usize,
+    /// Most labels, and most annotations, one alert may carry (more: 400).
+    #[arg(long, env = "GATEWAY_MAX_LABELS", default_value_t = 64)]
+    pub max_labels: usize,
+    /// Most bytes of label and annotation names and values one alert may carry (more: 400).
+    /// With `--storm-window-capacity` it bounds the bytes a storm window buffers.
+    #[arg(long, env = "GATEWAY_MAX_LABEL_BYTES", default_value_t = 32 * 1024)]
+    pub max_label_bytes: usize,
+    /// Most bytes of signals (labels and annotations) one storm window buffers before its
+    /// aggregate is created: a storm of large alerts holds no more than this per window.
+    #[arg(long, env = "GATEWAY_MAX_WINDOW_BUFFER_BYTES", default_value_t = gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES)]
+    pub max_window_buffer_bytes: u64,
+    /// Fingerprints the dedup store holds at most (in memory or embedded).
+    #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
+    pub dedup_capacity: usize,
+    /// Distinct resources one storm aggregate lists at most (sampling starts before).
+    #[arg(long, env = "GATEWAY_STORM_WINDOW_CAPACITY", default_value_t = 1000)]
+    pub storm_window_capacity: u32,
+    /// Namespace for RemediationRequests of signals without one (cluster-scoped targets).
+    #[arg(
+        long,
+        env = "GATEWAY_FALLBACK_NAMESPACE",
+        default_value = "kubernaut-system"
+    )]
+    pub fallback_namespace: String,
+}
+
+impl PipelineArgs {
+    /// What one request may carry.
+    pub fn limits(&self) -> crate::input_limits::InputLimits {
+        crate::input_limits::InputLimits {
+            max_alerts: self.max_alerts_per_request,
+            max_labels: self.max_labels,
+            max_label_bytes: self.max_label_bytes,
+        }
+    }
+}
+
 /// Static settings of `serve`: read once at start; changing one needs a restart.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// The flags that shape the pipeline (shared with `replay`).
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// Address to listen on.
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -236,10 +259,6 @@ pub struct ServeArgs {
     /// sender gets 503 in time and resends.
     #[arg(long, env = "GATEWAY_WRITE_DEADLINE", default_value = "8s", value_parser = parse_duration)]
     pub write_deadline: Duration,
-    /// At most one occurrence-count update per RemediationRequest per this interval (duplicates
-    /// and growing aggregates are coalesced, so an alert storm is not an API-server storm).
-    #[arg(long, env = "GATEWAY_UPDATE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
-    pub update_interval: Duration,
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -267,41 +286,9 @@ pub struct ServeArgs {
     /// directory.
     #[arg(long, env = "GATEWAY_STATE_DIR", default_value = "./state")]
     pub state_dir: PathBuf,
-    /// Alert names whose storm counts the memory and embedded state keep (past it, the name
-    /// counted least recently is dropped and counts from zero again).
-    #[arg(long, env = "GATEWAY_MAX_ALERT_NAMES", default_value_t = 10_000)]
-    pub max_alert_names: usize,
-    /// Most alerts one request may carry (more: 413). Set Alertmanager's `max_alerts` in the
-    /// webhook_config at or below it.
-    #[arg(long, env = "GATEWAY_MAX_ALERTS_PER_REQUEST", default_value_t = 1000)]
-    pub max_alerts_per_request: usize,
-    /// Most labels, and most annotations, one alert may carry (more: 400).
-    #[arg(long, env = "GATEWAY_MAX_LABELS", default_value_t = 64)]
-    pub max_labels: usize,
-    /// Most bytes of label and annotation names and values one alert may carry (more: 400).
-    /// With `--storm-window-capacity` it bounds the bytes a storm window buffers.
-    #[arg(long, env = "GATEWAY_MAX_LABEL_BYTES", default_value_t = 32 * 1024)]
-    pub max_label_bytes: usize,
-    /// Most bytes of signals (labels and annotations) one storm window buffers before its
-    /// aggregate is created: a storm of large alerts holds no more than this per window.
-    #[arg(long, env = "GATEWAY_MAX_WINDOW_BUFFER_BYTES", default_value_t = gateway_storm::StormDetector::DEFAULT_MAX_BUFFER_BYTES)]
-    pub max_window_buffer_bytes: u64,
     /// Background writes given up for good that `/debug/dead-letters` keeps (the newest).
     #[arg(long, env = "GATEWAY_MAX_DEAD_LETTERS", default_value_t = 1000)]
     pub max_dead_letters: usize,
-    /// Fingerprints the dedup store holds at most (in memory or embedded).
-    #[arg(long, env = "GATEWAY_DEDUP_CAPACITY", default_value_t = 100_000)]
-    pub dedup_capacity: usize,
-    /// Distinct resources one storm aggregate lists at most (sampling starts before).
-    #[arg(long, env = "GATEWAY_STORM_WINDOW_CAPACITY", default_value_t = 1000)]
-    pub storm_window_capacity: u32,
-    /// Namespace for RemediationRequests of signals without one (cluster-scoped targets).
-    #[arg(
-        long,
-        env = "GATEWAY_FALLBACK_NAMESPACE",
-        default_value = "kubernaut-system"
-    )]
-    pub fallback_namespace: String,
     /// Quiet time after a change in the config directory before it is reloaded (a burst of
     /// writes is one reload).
     #[arg(long, env = "GATEWAY_CONFIG_DEBOUNCE", default_value = "200ms", value_parser = parse_duration)]
@@ -444,18 +431,11 @@ mod replay_tests {
         else {
             panic!("replay parses")
         };
-        assert_eq!(replay.update_interval, serve.update_interval);
-        assert_eq!(replay.storm_window_capacity, serve.storm_window_capacity);
+        // One definition of the pipeline's flags: the same values whatever the command.
         assert_eq!(
-            replay.max_window_buffer_bytes,
-            serve.max_window_buffer_bytes
+            format!("{:?}", replay.pipeline),
+            format!("{:?}", serve.pipeline)
         );
-        assert_eq!(replay.dedup_capacity, serve.dedup_capacity);
-        assert_eq!(replay.max_alert_names, serve.max_alert_names);
-        assert_eq!(replay.max_alerts_per_request, serve.max_alerts_per_request);
-        assert_eq!(replay.max_labels, serve.max_labels);
-        assert_eq!(replay.max_label_bytes, serve.max_label_bytes);
-        assert_eq!(replay.fallback_namespace, serve.fallback_namespace);
         assert!(!replay.json);
         assert!(
             Cli::try_parse_from(["gateway", "replay", "--config", "c"]).is_err(),

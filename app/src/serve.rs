@@ -26,7 +26,6 @@ use crate::cli::{AuthMode, ServeArgs, Sink, StateBackend};
 use crate::config_source::SettingsSource;
 use crate::gateway::{Gateway, Parts, StormStores, WriteTiming};
 use crate::http::{AppState, router};
-use crate::input_limits::InputLimits;
 use crate::limits::{Limits, ShutdownTiming};
 use crate::metrics::{Metrics, TokenFileRole};
 use crate::tls::{Tls, TlsFiles};
@@ -59,10 +58,10 @@ pub async fn assemble(
     source: Arc<SettingsSource>,
 ) -> anyhow::Result<Assembled> {
     let config: Arc<dyn ConfigSource> = source.clone();
-    let capacity =
-        NonZeroUsize::new(args.dedup_capacity).context("--dedup-capacity must be at least 1")?;
+    let capacity = NonZeroUsize::new(args.pipeline.dedup_capacity)
+        .context("--dedup-capacity must be at least 1")?;
     let metrics = Metrics::new();
-    let window_capacity = WindowCapacity::new(args.storm_window_capacity)
+    let window_capacity = WindowCapacity::new(args.pipeline.storm_window_capacity)
         .context("--storm-window-capacity must be at least 1")?;
     let State {
         dedup: dedup_store,
@@ -83,13 +82,9 @@ pub async fn assemble(
         storms,
         outbox,
         max_dead_letters: args.max_dead_letters,
-        limits: InputLimits {
-            max_alerts: args.max_alerts_per_request,
-            max_labels: args.max_labels,
-            max_label_bytes: args.max_label_bytes,
-        },
+        limits: args.pipeline.limits(),
         metrics,
-        fallback_namespace: args.fallback_namespace.clone(),
+        fallback_namespace: args.pipeline.fallback_namespace.clone(),
         timing: WriteTiming {
             deadline: args.write_deadline,
             attempt_timeout: match args.sink {
@@ -97,7 +92,7 @@ pub async fn assemble(
                 // A local write has no timeout of its own; a second is generous for one file.
                 Sink::Directory => Duration::from_secs(1),
             },
-            update_interval: args.update_interval,
+            update_interval: args.pipeline.update_interval,
         },
     }));
     Ok(Assembled {
@@ -263,7 +258,7 @@ impl State {
                 counter: store.clone(),
                 windows: store.clone(),
                 capacity,
-                max_buffer_bytes: args.max_window_buffer_bytes,
+                max_buffer_bytes: args.pipeline.max_window_buffer_bytes,
                 shared: true,
             },
             outbox: store,
@@ -282,7 +277,7 @@ fn stores(
     metrics: &Metrics,
 ) -> anyhow::Result<State> {
     let Some(url) = &args.redis_url else {
-        let max_alert_names = NonZeroUsize::new(args.max_alert_names)
+        let max_alert_names = NonZeroUsize::new(args.pipeline.max_alert_names)
             .context("--max-alert-names must be at least 1")?;
         return Ok(match args.state {
             StateBackend::Memory => {
@@ -295,7 +290,7 @@ fn stores(
                         counter: Arc::new(MemoryStormCounter::new(max_alert_names)),
                         windows: Arc::new(MemoryWindowStore::new(clock.clone())),
                         capacity: window_capacity,
-                        max_buffer_bytes: args.max_window_buffer_bytes,
+                        max_buffer_bytes: args.pipeline.max_window_buffer_bytes,
                         shared: false,
                     },
                     outbox: Arc::new(MemoryOutbox::default()),
