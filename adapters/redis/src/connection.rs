@@ -347,21 +347,17 @@ impl RedisStore {
         let mut command = Box::pin(tokio::time::timeout(timeout, command));
         let waker = std::task::Waker::noop();
         let mut context = std::task::Context::from_waker(waker);
-        let settled = match command.as_mut().poll(&mut context) {
-            std::task::Poll::Ready(result) => result,
-            std::task::Poll::Pending => {
-                tokio::spawn(async move {
-                    if let Err(e) = flatten(command.await) {
-                        health.set(false);
-                        tracing::warn!(error = %unavailable(what, e), "a queued Redis command failed");
-                    }
-                });
-                return;
+        let report = move |result| {
+            if let Err(e) = flatten(result) {
+                health.set(false);
+                tracing::warn!(error = %unavailable(what, e), "a queued Redis command failed");
             }
         };
-        if let Err(e) = flatten(settled) {
-            health.set(false);
-            tracing::warn!(error = %unavailable(what, e), "a queued Redis command failed");
+        match command.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(result) => report(result),
+            std::task::Poll::Pending => {
+                tokio::spawn(async move { report(command.await) });
+            }
         }
     }
 
