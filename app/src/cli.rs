@@ -265,9 +265,11 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// Redis for dedup and storm state shared by every replica (`redis://host:6379/0`,
-    /// `rediss://…` for TLS, `redis+unix:///run/redis.sock`). Without it, state is in memory,
-    /// per replica.
+    /// Redis for dedup and storm state shared by every replica: one server
+    /// (`redis://host:6379/0`, `rediss://…` for TLS, `redis+unix:///run/redis.sock`), a Redis
+    /// Cluster (`redis+cluster://h1:6379,h2:6379,…`, its seed nodes; `rediss+cluster://` for
+    /// TLS), or the primary a Sentinel set names (`redis+sentinel://h1:26379,h2:26379/MASTER`).
+    /// Without it, state is in `--state`.
     /// The URL may carry the password: `--help` never shows the environment's value, and
     /// `Debug` shows it redacted.
     #[arg(long, env = "GATEWAY_REDIS_URL", hide_env_values = true)]
@@ -275,6 +277,12 @@ pub struct ServeArgs {
     /// File holding the Redis password (a mounted Secret); `GATEWAY_REDIS_PASSWORD` also works.
     #[arg(long, env = "GATEWAY_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<std::path::PathBuf>,
+    /// Replicas that must have a storm window's or a pending write's change before the signal
+    /// is answered (Redis `WAIT`, at most half `--redis-timeout`; fewer: 503 and resent). With
+    /// replicas that a failover promotes (Sentinel, Cluster), 1 makes `202 buffered` survive the
+    /// primary's loss; 0 waits for none.
+    #[arg(long, env = "GATEWAY_REDIS_REPLICA_ACKS", default_value_t = 0)]
+    pub redis_replica_acks: u32,
     /// Longest wait for one Redis command.
     #[arg(long, env = "GATEWAY_REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub redis_timeout: Duration,

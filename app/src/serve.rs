@@ -331,6 +331,7 @@ fn stores(
     let options = RedisOptions {
         password,
         command_timeout: args.redis_timeout,
+        replica_acks: args.redis_replica_acks,
         ..RedisOptions::new(url.to_string())
     };
     let store = Arc::new(RedisStore::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -201,23 +201,26 @@ async fn the_embedded_store_honours_the_outbox_contract() {
     .await;
 }
 
+/// The outbox suite on the Redis at `url` (one server, a Cluster or a Sentinel set): replicas are
+/// stores under one key prefix.
+pub(crate) async fn redis_outbox_suite(url: &str) {
+    outbox_conformance(|n| async move {
+        let prefix = fresh_prefix();
+        let mut replicas: OutboxReplicas = Vec::new();
+        for _ in 0..n {
+            let store: Arc<RedisStore> = Arc::new(connected_as(url, &prefix).await);
+            replicas.push(store);
+        }
+        replicas
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_honours_the_outbox_contract() {
     bounded(async {
         let redis = TestRedis::start().await;
-        outbox_conformance(|n| {
-            let url = redis.url.clone();
-            async move {
-                let prefix = fresh_prefix();
-                let mut replicas: OutboxReplicas = Vec::new();
-                for _ in 0..n {
-                    let store: Arc<RedisStore> = Arc::new(connected_as(&url, &prefix).await);
-                    replicas.push(store);
-                }
-                replicas
-            }
-        })
-        .await;
+        redis_outbox_suite(&redis.url).await;
     })
     .await;
 }

@@ -22,7 +22,7 @@ pub(crate) fn fresh_prefix() -> String {
 }
 
 /// A store on `url` under its own key prefix, once it is connected.
-async fn connected(url: &str) -> RedisStore {
+pub(crate) async fn connected(url: &str) -> RedisStore {
     connected_as(url, &fresh_prefix()).await
 }
 
@@ -416,8 +416,8 @@ async fn a_window_key_lives_in_one_hash_slot_and_always_has_a_ttl() {
             .await
             .unwrap();
     }
-    let mut connection = store
-        .client()
+    let mut connection = redis::Client::open(redis.url.as_str())
+        .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
@@ -496,8 +496,8 @@ async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window
             .unwrap()
     );
 
-    let mut connection = store
-        .client()
+    let mut connection = redis::Client::open(redis.url.as_str())
+        .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
@@ -507,10 +507,11 @@ async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window
         .await
         .unwrap();
     keys.sort();
+    // A window and the index listing it share a shard's tag (FNV-1a of the name, mod 16).
     let expected = [
-        ("storm:window:{11:prod/Closed}", 30_000),
-        ("storm:window:{9:prod/Open}", 30_000),
-        ("storm:windows", 30_000),
+        ("storm:window:{w01}:prod/Closed", 30_000),
+        ("storm:window:{w13}:prod/Open", 30_000),
+        ("storm:windows:{w13}", 30_000),
         ("storm:{4:Disk}:resources", 20_000),
         ("storm:{4:Disk}:signals", 10_000),
     ];
@@ -531,7 +532,7 @@ async fn storm_keys_are_the_documented_ones_and_each_has_a_ttl_within_its_window
         assert!(ttl > 0 && ttl <= limit, "{key}: {ttl} ms");
     }
     let index: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{prefix}:storm:windows"))
+        .arg(format!("{prefix}:storm:windows:{{w13}}"))
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -597,8 +598,8 @@ async fn keys_of_adversarial_names_are_distinct_and_each_scripts_keys_share_a_sl
     }
     store.put("rr", b"entry".to_vec()).await.unwrap();
 
-    let mut connection = store
-        .client()
+    let mut connection = redis::Client::open(redis.url.as_str())
+        .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
@@ -607,12 +608,29 @@ async fn keys_of_adversarial_names_are_distinct_and_each_scripts_keys_share_a_sl
         .query_async(&mut connection)
         .await
         .unwrap();
-    // Two sets and a window per name, the index of windows, the outbox's hash and counter.
+    // Two sets and a window per name, the indexes of windows, the outbox's hash and counter;
+    // every window in the slot of an index that lists it.
+    let starting = |start: String| -> Vec<&Vec<u8>> {
+        keys.iter()
+            .filter(|key| key.starts_with(start.as_bytes()))
+            .collect()
+    };
+    let windows = starting(format!("{prefix}:storm:window:{{"));
+    let indexes = starting(format!("{prefix}:storm:windows:{{"));
+    assert_eq!(windows.len(), names.len());
     assert_eq!(
         keys.len(),
-        3 * names.len() + 3,
+        3 * names.len() + indexes.len() + 2,
         "one key per thing, none shared"
     );
+    for window in windows {
+        let tag = hash_tag(window);
+        assert!(
+            indexes.iter().any(|index| hash_tag(index) == tag),
+            "{:.60?}",
+            String::from_utf8_lossy(window)
+        );
+    }
     for name in &names {
         let base = format!("{prefix}:storm:{{{}:{name}}}", name.len()).into_bytes();
         let signals = [base.as_slice(), b":signals"].concat();

@@ -780,21 +780,42 @@ async fn redis_replicas(url: &str, n: usize) -> Vec<Arc<RedisStore>> {
     stores
 }
 
+/// The storm-counter suite on the Redis at `url` (one server, a Cluster or a Sentinel set).
+pub(crate) async fn redis_storm_counter_suite(url: &str) {
+    storm_counter_conformance(|n| async move {
+        redis_replicas(url, n)
+            .await
+            .into_iter()
+            .map(|s| s as Arc<dyn StormCounter>)
+            .collect()
+    })
+    .await;
+}
+
+/// The window-store suite on the Redis at `url` (one server, a Cluster or a Sentinel set).
+pub(crate) async fn redis_window_suite(url: &str) {
+    window_store_conformance(|n| async move {
+        let pass: Pass = Arc::new(|d: Duration| Box::pin(tokio::time::sleep(d)));
+        WindowRig {
+            stores: redis_replicas(url, n)
+                .await
+                .into_iter()
+                .map(|s| s as Arc<dyn WindowStore>)
+                .collect(),
+            pass,
+            // Long enough that a loaded machine's late wake-up (0.8 s of slack) does not
+            // expire a window early.
+            short_ttl: Duration::from_secs(2),
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_honours_the_storm_counter_contract() {
     bounded(async {
         let redis = TestRedis::start().await;
-        storm_counter_conformance(|n| {
-            let url = redis.url.clone();
-            async move {
-                redis_replicas(&url, n)
-                    .await
-                    .into_iter()
-                    .map(|s| s as Arc<dyn StormCounter>)
-                    .collect()
-            }
-        })
-        .await;
+        redis_storm_counter_suite(&redis.url).await;
     })
     .await;
 }
@@ -803,24 +824,7 @@ async fn the_redis_store_honours_the_storm_counter_contract() {
 async fn the_redis_store_honours_the_window_store_contract() {
     bounded(async {
         let redis = TestRedis::start().await;
-        window_store_conformance(|n| {
-            let url = redis.url.clone();
-            async move {
-                let pass: Pass = Arc::new(|d: Duration| Box::pin(tokio::time::sleep(d)));
-                WindowRig {
-                    stores: redis_replicas(&url, n)
-                        .await
-                        .into_iter()
-                        .map(|s| s as Arc<dyn WindowStore>)
-                        .collect(),
-                    pass,
-                    // Long enough that a loaded machine's late wake-up (0.8 s of slack) does not
-                    // expire a window early.
-                    short_ttl: Duration::from_secs(2),
-                }
-            }
-        })
-        .await;
+        redis_window_suite(&redis.url).await;
     })
     .await;
 }

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gateway_ports::StoreError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo};
-use tokio::sync::OnceCell;
+
+use crate::redaction::redacted;
+use crate::topology::{Connection, Target};
 
 /// How to reach Redis.
 #[derive(Clone)]
@@ -29,6 +29,10 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// The start of every key (`kubernaut:gateway`); it may hold no brace (`{`, `}`).
     pub key_prefix: String,
+    /// How many replicas must have a storm window's or an outbox entry's change before it is
+    /// answered (`WAIT`), so a failover to a replica loses no signal answered `202 buffered`;
+    /// 0 waits for none.
+    pub replica_acks: u32,
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("key_prefix", &self.key_prefix)
+            .field("replica_acks", &self.replica_acks)
             .finish()
     }
 }
@@ -53,110 +58,9 @@ impl RedisOptions {
             command_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             key_prefix: "kubernaut:gateway".to_owned(),
+            replica_acks: 0,
         }
     }
-}
-
-/// Query parameters whose values are shown: none of them can hold a secret.
-const SHOWN_PARAMETERS: [&str; 2] = ["db", "protocol"];
-
-/// The URL for logs and errors: without its user information (`redis://user:pw@h` →
-/// `redis://h`), and with the value of every query parameter but `db` and `protocol` replaced
-/// by `<redacted>` (`?pass=`, `?password=`, and any the client may learn later), as is a
-/// fragment other than `#insecure`.
-///
-/// It fails closed: whatever does not read as `name=value` is redacted whole, and the user
-/// information ends at the *last* `@` (a password with a raw `@` or `?` loses the host from the
-/// display rather than leaking its tail).
-pub fn redacted(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        // Not a URL the client accepts; it is shown nowhere but may still hold a secret.
-        return "<unparseable URL>".to_owned();
-    };
-    let (scheme, rest) = (&url[..scheme_end], &url[scheme_end + 3..]);
-    let rest = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
-    let (rest, fragment) = match rest.split_once('#') {
-        Some((rest, "insecure")) => (rest, "#insecure"),
-        Some((rest, _)) => (rest, "#<redacted>"),
-        None => (rest, ""),
-    };
-    let (location, query) = match rest.split_once('?') {
-        Some((location, query)) => (location, Some(query)),
-        None => (rest, None),
-    };
-    let mut shown = format!("{scheme}://{location}");
-    if let Some(query) = query {
-        shown.push('?');
-        let parameters: Vec<String> = query
-            .split('&')
-            .map(|parameter| match parameter.split_once('=') {
-                Some((name, value)) if SHOWN_PARAMETERS.contains(&name) => {
-                    format!("{name}={value}")
-                }
-                Some((name, _)) if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
-                    format!("{name}=<redacted>")
-                }
-                _ => "<redacted>".to_owned(),
-            })
-            .collect();
-        shown.push_str(&parameters.join("&"));
-    }
-    shown.push_str(fragment);
-    shown
-}
-
-/// The secrets `url` carries (the user-info password, and the values of parameters other than
-/// `db`, `protocol` and `user`), as written and percent-decoded, for a log filter that must
-/// never print them whatever error text echoes them.
-pub fn secrets_of(url: &str) -> Vec<String> {
-    let mut secrets = Vec::new();
-    let Some(scheme_end) = url.find("://") else {
-        secrets.push(url.to_owned());
-        return secrets;
-    };
-    let rest = &url[scheme_end + 3..];
-    // A user name alone is no secret (and registering `default` would blank a common word).
-    if let Some((_, password)) = rest.rfind('@').and_then(|at| rest[..at].split_once(':')) {
-        secrets.push(password.to_owned());
-    }
-    if let Some((_, query)) = rest.split_once('?') {
-        let query = query.split_once('#').map_or(query, |(q, _)| q);
-        for parameter in query.split('&') {
-            match parameter.split_once('=') {
-                Some((name, _)) if SHOWN_PARAMETERS.contains(&name) || name == "user" => {}
-                Some((_, value)) => secrets.push(value.to_owned()),
-                None => secrets.push(parameter.to_owned()),
-            }
-        }
-    }
-    let decoded: Vec<String> = secrets.iter().filter_map(|s| percent_decoded(s)).collect();
-    secrets.extend(decoded);
-    secrets.retain(|s| !s.is_empty());
-    secrets
-}
-
-/// `s` with `%XX` escapes (and `+`) decoded, when that changes it and gives UTF-8.
-fn percent_decoded(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok().filter(|d| d != s)
 }
 
 fn unavailable(reason: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -197,11 +101,14 @@ impl Health {
     }
 }
 
-/// Dedup, storm counts and storm windows on Redis, over one connection.
+/// The connection once made: replaced when a Sentinel's primary changes.
+type Slot = Arc<std::sync::RwLock<Option<Connection>>>;
+
+/// Dedup, storm counts and storm windows on Redis (one server, a Cluster, or the primary a
+/// Sentinel set names), over one connection.
 pub struct RedisStore {
-    client: Client,
     options: RedisOptions,
-    connection: Arc<OnceCell<ConnectionManager>>,
+    connection: Slot,
     available: Arc<Health>,
     monitor: tokio::task::JoinHandle<()>,
 }
@@ -229,33 +136,16 @@ impl RedisStore {
         // `rediss://` speaks TLS through rustls, whose crypto comes from the process-wide provider;
         // installing it twice is harmless (the second attempt is refused and ignored).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut info =
-            options
-                .url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| StoreError::Backend {
-                    reason: format!("invalid Redis URL {}: {e}", redacted(&options.url)),
-                    source: Some(Box::new(e)),
-                })?;
-        if let Some(password) = &options.password {
-            let settings = info.redis_settings().clone().set_password(password.clone());
-            info = info.set_redis_settings(settings);
-        }
-        let client = Client::open(info).map_err(|e| StoreError::Backend {
-            reason: format!("invalid Redis settings: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-        let connection = Arc::new(OnceCell::new());
+        let target = Target::parse(&options)?;
+        let connection = Slot::default();
         let available = Arc::new(Health::default());
         let monitor = tokio::spawn(monitor(
-            client.clone(),
+            target,
             options.clone(),
             connection.clone(),
             available.clone(),
         ));
         Ok(RedisStore {
-            client,
             options,
             connection,
             available,
@@ -279,26 +169,19 @@ impl RedisStore {
             .push(Box::new(observer));
     }
 
-    /// The client (for tools and tests that inspect the keys).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The start of every key this store writes.
     pub(crate) fn key_prefix(&self) -> &str {
         &self.options.key_prefix
     }
 
     /// The connection, once the background task has made it.
-    pub(crate) fn manager(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) fn manager(&self) -> Result<Connection, StoreError> {
         self.connection
-            .get()
-            .cloned()
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
             .ok_or_else(|| StoreError::Unavailable {
-                reason: format!(
-                    "not connected to Redis at {} yet",
-                    redacted(&self.options.url)
-                ),
+                reason: format!("not connected to Redis at {}", redacted(&self.options.url)),
                 source: None,
             })
     }
@@ -361,6 +244,35 @@ impl RedisStore {
         }
     }
 
+    /// Waits until `--redis-replica-acks` replicas have every write this store sent to the
+    /// primary holding `key` (at most half the command timeout): `Unavailable` when fewer
+    /// acknowledge in time, so the signal is answered 503 and resent. Nothing to wait for when
+    /// the option is 0.
+    pub(crate) async fn replicated(&self, what: &str, key: &str) -> Result<(), StoreError> {
+        let wanted = self.options.replica_acks;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let mut connection = self.manager()?;
+        let limit = self.options.command_timeout / 2;
+        let acked = self
+            .timed(
+                what,
+                connection.wait_for_replicas(crate::keys::slot(key), wanted, limit),
+            )
+            .await?;
+        if acked >= u64::from(wanted) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable {
+                reason: format!(
+                    "{what}: {acked} of the {wanted} replicas wanted acknowledged it within {limit:?}"
+                ),
+                source: None,
+            })
+        }
+    }
+
     /// Records that Redis just answered.
     pub(crate) fn answered(&self) {
         self.available.set(true);
@@ -379,63 +291,67 @@ fn flatten<T>(
     })
 }
 
-fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(options.connect_timeout))
-        .set_response_timeout(Some(options.command_timeout))
-        .set_number_of_retries(1)
-}
-
-/// Connects (retrying every second), then checks health every second.
-async fn monitor(
-    client: Client,
-    options: RedisOptions,
-    connection: Arc<OnceCell<ConnectionManager>>,
-    available: Arc<Health>,
-) {
+/// Connects (retrying every second), then checks health every second; when a Sentinel's
+/// primary fails its check, drops the connection so the next attempt asks the Sentinels again.
+async fn monitor(target: Target, options: RedisOptions, connection: Slot, available: Arc<Health>) {
     let server = redacted(&options.url);
+    let kind = target.kind();
+    let store = |made: Option<Connection>| {
+        *connection.write().unwrap_or_else(|p| p.into_inner()) = made;
+    };
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let manager = match connection.get() {
-            Some(manager) => manager.clone(),
-            None => {
-                match ConnectionManager::new_with_config(client.clone(), manager_config(&options))
-                    .await
-                {
-                    Ok(manager) => {
-                        tracing::info!(server, "connected to Redis");
-                        let _ = connection.set(manager.clone());
-                        manager
-                    }
-                    Err(e) => {
-                        if available.set(false) {
-                            tracing::error!(server, error = %e, "Redis unreachable");
-                        }
-                        tracing::debug!(server, error = %e, "cannot connect to Redis yet");
-                        continue;
-                    }
+        let current = connection.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut made = match current {
+            Some(made) => made,
+            None => match timeout(options.connect_timeout * 2, target.connect(&options)).await {
+                Ok(made) => {
+                    tracing::info!(server, kind, "connected to Redis");
+                    store(Some(made.clone()));
+                    made
                 }
-            }
+                Err(e) => {
+                    if available.set(false) {
+                        tracing::error!(server, kind, error = %e, "Redis unreachable");
+                    }
+                    tracing::debug!(server, kind, error = %e, "cannot connect to Redis yet");
+                    continue;
+                }
+            },
         };
-        let mut manager = manager;
-        let pong = tokio::time::timeout(
-            options.command_timeout,
-            redis::cmd("PING").query_async::<String>(&mut manager),
-        )
-        .await;
-        let up = matches!(pong, Ok(Ok(_)));
-        let was = available.set(up);
-        match (was, up) {
-            (false, true) => tracing::info!(server, "Redis available"),
+        let checked =
+            match tokio::time::timeout(options.command_timeout, target.probe(&mut made)).await {
+                Ok(checked) => checked,
+                Err(_) => Err(format!("no answer within {:?}", options.command_timeout)),
+            };
+        let up = checked.is_ok();
+        if let Err(e) = &checked {
+            tracing::debug!(server, kind, error = %e, "Redis health check failed");
+            if target.follows_primary() {
+                store(None);
+            }
+        }
+        match (available.set(up), up) {
+            (false, true) => tracing::info!(server, kind, "Redis available"),
             (true, false) => tracing::error!(
                 server,
+                kind,
+                error = checked.err().unwrap_or_default(),
                 "Redis unavailable: signals are answered 503 until it returns"
             ),
             _ => {}
         }
     }
+}
+
+/// `future` bounded by `limit`, a timeout being an I/O error like any other.
+async fn timeout<T>(
+    limit: Duration,
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    flatten(tokio::time::timeout(limit, future).await)
 }
 
 #[cfg(test)]
@@ -447,54 +363,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_shown_without_any_form_of_password() {
-        let cases = [
-            ("redis://:s3cret@redis:6379/0", "redis://redis:6379/0"),
-            ("redis://user:s3cret@redis:6379", "redis://redis:6379"),
-            ("rediss://user:s3cret@host", "rediss://host"),
-            (
-                "rediss://:s3cret@host:6380/1#insecure",
-                "rediss://host:6380/1#insecure",
-            ),
-            (
-                "redis://host?password=s3cret",
-                "redis://host?password=<redacted>",
-            ),
-            (
-                "redis://host/0?pass=s3cret",
-                "redis://host/0?pass=<redacted>",
-            ),
-            (
-                "redis://host?db=2&protocol=resp3&pass=s3cret",
-                "redis://host?db=2&protocol=resp3&pass=<redacted>",
-            ),
-            (
-                "redis+unix:///run/redis.sock?pass=s3cret",
-                "redis+unix:///run/redis.sock?pass=<redacted>",
-            ),
-            (
-                "redis+unix:///run/redis.sock?db=1&user=u&pass=s3cret",
-                "redis+unix:///run/redis.sock?db=1&user=<redacted>&pass=<redacted>",
-            ),
-            // A raw `&` in the password: the tail is no `name=value`, redacted whole.
-            (
-                "redis://h?pass=s3&cret",
-                "redis://h?pass=<redacted>&<redacted>",
-            ),
-            // Encoded names are not trusted to be harmless.
-            ("redis://h?p%61ss=s3cret", "redis://h?<redacted>"),
-            // A raw `@` or `?` in the user-info password.
-            ("redis://:s3@cret@h:1", "redis://h:1"),
-            ("redis://:s3?cr@et@h:1", "redis://h:1"),
-            ("redis://h#s3cret", "redis://h#<redacted>"),
-            ("redis://redis:6379", "redis://redis:6379"),
-            ("s3cret", "<unparseable URL>"),
-        ];
-        for (url, shown) in cases {
-            assert_eq!(redacted(url), shown, "{url}");
-            let shown = redacted(url);
-            assert!(!shown.contains("s3") && !shown.contains("cret"), "{url}");
-        }
+    fn options_are_shown_without_any_password() {
         let options = RedisOptions {
             password: Some("hunter2".into()),
             ..RedisOptions::new("redis://:pw@h:1?pass=pw2")
@@ -504,18 +373,6 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("pw@") && !shown.contains("pw2"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn the_secrets_of_a_url_are_found_raw_and_decoded() {
-        assert_eq!(secrets_of("redis://:s3cret@h"), ["s3cret"]);
-        assert_eq!(secrets_of("redis://u:p%40ss@h"), ["p%40ss", "p@ss"]);
-        assert_eq!(
-            secrets_of("redis+unix:///s?db=1&pass=a%2Bb&x"),
-            ["a%2Bb", "x", "a+b"]
-        );
-        assert!(secrets_of("redis://h:1/0?db=2").is_empty());
-        assert!(secrets_of("redis://default@h:1/0?user=default").is_empty());
     }
 
     #[tokio::test]

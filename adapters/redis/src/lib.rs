@@ -44,7 +44,10 @@ mod connection;
 mod dedup;
 mod keys;
 mod outbox;
+mod redaction;
 mod storm_counter;
+mod topology;
 mod windows;
 
-pub use connection::{RedisOptions, RedisStore, redacted, secrets_of};
+pub use connection::{RedisOptions, RedisStore};
+pub use redaction::{redacted, secrets_of};

@@ -42,13 +42,16 @@ impl Outbox for RedisStore {
     async fn put(&self, key: &str, entry: Vec<u8>) -> Result<u64, StoreError> {
         let mut manager = self.manager()?;
         let [entries, version] = self.outbox_keys();
-        let mut invocation = PUT.key(entries);
+        let mut invocation = PUT.key(&entries);
         invocation.key(version).arg(key).arg(entry);
-        self.timed(
-            "putting an outbox entry",
-            invocation.invoke_async(&mut manager),
-        )
-        .await
+        let version = self
+            .timed(
+                "putting an outbox entry",
+                invocation.invoke_async(&mut manager),
+            )
+            .await?;
+        self.replicated("putting an outbox entry", &entries).await?;
+        Ok(version)
     }
 
     async fn remove(&self, key: &str, version: u64) -> Result<(), StoreError> {

@@ -1,10 +1,17 @@
-//! The [`WindowStore`] port: one hash per window, `…:storm:window:{<len>:<name>}` (`v` version, `s`
-//! state), replaced by a compare-and-set script and listed in the set `…:storm:windows`.
+//! The [`WindowStore`] port: one hash per window, `…:storm:window:{w<shard>}:<name>` (`v` version,
+//! `s` state), replaced by a compare-and-set script and listed in its shard's set
+//! `…:storm:windows:{w<shard>}`.
 //!
-//! The index lives in another slot than the windows it lists, so windows need a single Redis (or
-//! a primary with replicas), not a Cluster. Every script that adds to or removes from the index
-//! does so in the same atomic step as the window's change, and the index's TTL is never shorter
+//! A window and its index share a hash tag, so every script runs on one slot (a Redis Cluster
+//! serves them), and the ticker finds every open window by reading the [`WINDOW_SHARDS`]
+//! indexes, wherever the Cluster keeps them. Every script that adds to or removes from an index
+//! does so in the same atomic step as the window's change, and an index's TTL is never shorter
 //! than a listed window's, so a stored window is always listed.
+//!
+//! A window holds signals answered `202 buffered`: with `--redis-replica-acks N`, a change is
+//! answered only once N replicas have it ([`RedisStore::replicated`]), so a failover loses none.
+//!
+//! [`WINDOW_SHARDS`]: crate::keys::WINDOW_SHARDS
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -55,7 +62,7 @@ impl WindowStore for RedisStore {
         let mut manager = self.manager()?;
         let mut invocation = REPLACE.key(self.window_key(key));
         invocation
-            .key(self.window_index())
+            .key(self.window_index(key))
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(if state.is_some() { "set" } else { "delete" })
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
@@ -67,23 +74,29 @@ impl WindowStore for RedisStore {
                 invocation.invoke_async(&mut manager),
             )
             .await?;
+        if replaced == 1 {
+            self.replicated("replacing a storm window", &self.window_key(key))
+                .await?;
+        }
         Ok(replaced == 1)
     }
 
     async fn keys(&self) -> Result<Vec<String>, StoreError> {
         let mut manager = self.manager()?;
-        let listed: Vec<String> = self
-            .timed(
-                "listing storm windows",
-                manager.smembers(self.window_index()),
-            )
-            .await?;
+        let indexes = self.window_indexes().map(|index| {
+            let mut manager = manager.clone();
+            async move {
+                self.timed("listing storm windows", manager.smembers(index))
+                    .await
+            }
+        });
+        let listed: Vec<Vec<String>> = futures::future::try_join_all(indexes).await?;
         // A window that expired leaves its entry behind; it goes here, atomically with the look,
         // so a window stored again in between keeps its entry.
         let mut stored = Vec::with_capacity(listed.len());
-        for name in listed {
+        for name in listed.into_iter().flatten() {
             let mut invocation = LISTED.key(self.window_key(&name));
-            invocation.key(self.window_index()).arg(&name);
+            invocation.key(self.window_index(&name)).arg(&name);
             let window: Option<(u64, Vec<u8>)> = self
                 .timed(
                     "tidying the storm window index",
