@@ -108,6 +108,7 @@ type Slot = Arc<std::sync::RwLock<Option<Connection>>>;
 /// Sentinel set names), over one connection.
 pub struct RedisStore {
     options: RedisOptions,
+    target: Arc<Target>,
     connection: Slot,
     available: Arc<Health>,
     monitor: tokio::task::JoinHandle<()>,
@@ -136,17 +137,18 @@ impl RedisStore {
         // `rediss://` speaks TLS through rustls, whose crypto comes from the process-wide provider;
         // installing it twice is harmless (the second attempt is refused and ignored).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let target = Target::parse(&options)?;
+        let target = Arc::new(Target::parse(&options)?);
         let connection = Slot::default();
         let available = Arc::new(Health::default());
         let monitor = tokio::spawn(monitor(
-            target,
+            target.clone(),
             options.clone(),
             connection.clone(),
             available.clone(),
         ));
         Ok(RedisStore {
             options,
+            target,
             connection,
             available,
             monitor,
@@ -273,6 +275,26 @@ impl RedisStore {
         }
     }
 
+    /// The health check (what `/readyz` asks): one server answers `PING`, every primary of a
+    /// Cluster does, the server a Sentinel named is still the primary.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        let mut connection = self.manager()?;
+        let limit = self.options.command_timeout;
+        let failed = match tokio::time::timeout(limit, self.target.probe(&mut connection)).await {
+            Ok(Ok(())) => {
+                self.answered();
+                return Ok(());
+            }
+            Ok(Err(e)) => e,
+            Err(_) => format!("no answer within {limit:?}"),
+        };
+        self.available.set(false);
+        Err(StoreError::Unavailable {
+            reason: format!("Redis health check: {failed}"),
+            source: None,
+        })
+    }
+
     /// Records that Redis just answered.
     pub(crate) fn answered(&self) {
         self.available.set(true);
@@ -293,7 +315,12 @@ fn flatten<T>(
 
 /// Connects (retrying every second), then checks health every second; when a Sentinel's
 /// primary fails its check, drops the connection so the next attempt asks the Sentinels again.
-async fn monitor(target: Target, options: RedisOptions, connection: Slot, available: Arc<Health>) {
+async fn monitor(
+    target: Arc<Target>,
+    options: RedisOptions,
+    connection: Slot,
+    available: Arc<Health>,
+) {
     let server = redacted(&options.url);
     let kind = target.kind();
     let store = |made: Option<Connection>| {

@@ -69,18 +69,6 @@ impl DedupStore for RedisStore {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        let mut manager = self.manager()?;
-        let pong: String = self
-            .timed("PING", redis::cmd("PING").query_async(&mut manager))
-            .await?;
-        self.answered();
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(StoreError::Backend {
-                reason: format!("unexpected PING answer {pong:?}"),
-                source: None,
-            })
-        }
+        self.probe().await
     }
 }
