@@ -853,3 +853,88 @@ async fn redis_unix_urls_reach_a_socket() {
     let _ = process.kill();
     let _ = process.wait();
 }
+
+/// A window stored by a version before Cluster support (`…:storm:window:{<len>:<name>}`, listed
+/// in `…:storm:windows`) is moved to its shard's keys by the ticker's `keys`, so an upgrade during
+/// a storm loses none of its buffered signals; while a window of its name is open in the new
+/// layout it waits, and moves once that one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_the_layout_before_cluster_support_is_moved_not_lost() {
+    use gateway_ports::{StoredWindow, WindowStore};
+
+    let redis = TestRedis::start().await;
+    let prefix = fresh_prefix();
+    let store = connected_as(&redis.url, &prefix).await;
+    let mut connection = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let legacy = |name: &str| format!("{prefix}:storm:window:{{{}:{name}}}", name.len());
+    for (name, version, state) in [("prod/Old", 3, "old state"), ("prod/Both", 7, "waits")] {
+        redis::pipe()
+            .cmd("HSET")
+            .arg(legacy(name))
+            .arg("v")
+            .arg(version)
+            .arg("s")
+            .arg(state)
+            .cmd("PEXPIRE")
+            .arg(legacy(name))
+            .arg(30_000)
+            .cmd("SADD")
+            .arg(format!("{prefix}:storm:windows"))
+            .arg(name)
+            .exec_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    let ttl = Duration::from_secs(30);
+    assert!(
+        store
+            .replace("prod/Both", None, Some(b"new".to_vec()), ttl)
+            .await
+            .unwrap()
+    );
+
+    let mut listed = store.keys().await.unwrap();
+    listed.sort();
+    assert_eq!(listed, ["prod/Both", "prod/Old"]);
+    assert_eq!(
+        store.load("prod/Old").await.unwrap(),
+        Some(StoredWindow {
+            version: 4,
+            state: b"old state".to_vec()
+        }),
+        "moved, its version past the old one"
+    );
+    assert_eq!(
+        store.load("prod/Both").await.unwrap().unwrap().state,
+        b"new",
+        "the open window of the new layout is left as it is"
+    );
+
+    // The new one closes; the old one moves in on the next look.
+    assert!(
+        store
+            .replace("prod/Both", Some(1), None, ttl)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.keys().await.unwrap().len(), 2);
+    let moved = store.load("prod/Both").await.unwrap().unwrap();
+    assert_eq!(moved.state, b"waits");
+    assert!(moved.version > 7, "{}", moved.version);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:storm:window*:{{[0-9]*}}"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "old-layout keys left: {left:?}");
+    let old_index: u64 = redis::cmd("EXISTS")
+        .arg(format!("{prefix}:storm:windows"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(old_index, 0);
+}

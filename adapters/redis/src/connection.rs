@@ -171,6 +171,11 @@ impl RedisStore {
             .push(Box::new(observer));
     }
 
+    /// Whether the store is on a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
+    }
+
     /// The start of every key this store writes.
     pub(crate) fn key_prefix(&self) -> &str {
         &self.options.key_prefix

@@ -91,6 +91,20 @@ impl RedisStore {
         (0..WINDOW_SHARDS).map(|shard| self.window_index_of(shard))
     }
 
+    /// A window and the index of windows as stored before Cluster support:
+    /// `…:storm:window:{<len>:<name>}` and `…:storm:windows` (one server only).
+    pub(crate) fn legacy_window_keys(&self, name: &str) -> [String; 2] {
+        [
+            format!("{}:storm:window:{}", self.key_prefix(), tag(name)),
+            self.legacy_window_index(),
+        ]
+    }
+
+    /// The index of windows before Cluster support: `…:storm:windows`.
+    pub(crate) fn legacy_window_index(&self) -> String {
+        format!("{}:storm:windows", self.key_prefix())
+    }
+
     fn window_index_of(&self, shard: u64) -> String {
         format!("{}:storm:windows:{{w{shard:02}}}", self.key_prefix())
     }

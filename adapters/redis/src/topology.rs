@@ -222,6 +222,11 @@ impl Target {
         }
     }
 
+    /// Whether this is a Redis Cluster (whose keys must share a slot per command).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster(_))
+    }
+
     /// Whether a failed health check means asking where the primary is now.
     pub(crate) fn follows_primary(&self) -> bool {
         matches!(self, Target::Sentinel(_))

@@ -11,6 +11,10 @@
 //! A window holds signals answered `202 buffered`: with `--redis-replica-acks N`, a change is
 //! answered only once N replicas have it ([`RedisStore::replicated`]), so a failover loses none.
 //!
+//! Windows stored before Cluster support (`…:storm:window:{<len>:<name>}`, listed in
+//! `…:storm:windows`) are moved to their shard's keys by `keys`, so an upgrade during a storm
+//! loses none.
+//!
 //! [`WINDOW_SHARDS`]: crate::keys::WINDOW_SHARDS
 
 use std::sync::LazyLock;
@@ -21,10 +25,15 @@ use gateway_ports::{StoreError, StoredWindow, WindowStore};
 use redis::{AsyncCommands, Script};
 
 use crate::RedisStore;
+use crate::topology::Connection;
 
 /// Compare-and-set of one window: 1 when done, 0 when another writer came first.
 static REPLACE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/replace_window.lua")));
+
+/// Moves a window of the layout before Cluster support to its shard's keys.
+static ADOPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/adopt_window.lua")));
 
 /// Whether a listed window is still stored; an entry for a window no longer stored leaves the
 /// index in the same atomic step.
@@ -83,6 +92,9 @@ impl WindowStore for RedisStore {
 
     async fn keys(&self) -> Result<Vec<String>, StoreError> {
         let mut manager = self.manager()?;
+        if !self.is_cluster() {
+            self.adopt_legacy_windows(&mut manager).await?;
+        }
         let indexes = self.window_indexes().map(|index| {
             let mut manager = manager.clone();
             async move {
@@ -108,5 +120,41 @@ impl WindowStore for RedisStore {
             }
         }
         Ok(stored)
+    }
+}
+
+impl RedisStore {
+    /// Windows left in the layout before Cluster support (an upgrade during a storm) move to
+    /// their shard's keys, so the ticker still finds and closes them. That layout only ever
+    /// lived on one server, so a Cluster is never asked.
+    async fn adopt_legacy_windows(&self, manager: &mut Connection) -> Result<(), StoreError> {
+        let legacy: Vec<String> = self
+            .timed(
+                "listing storm windows of the old layout",
+                manager.smembers(self.legacy_window_index()),
+            )
+            .await?;
+        for name in legacy {
+            let [old_window, old_index] = self.legacy_window_keys(&name);
+            let mut invocation = ADOPT.key(old_window);
+            invocation
+                .key(old_index)
+                .key(self.window_key(&name))
+                .key(self.window_index(&name))
+                .arg(&name);
+            let moved: u8 = self
+                .timed(
+                    "moving a storm window of the old layout",
+                    invocation.invoke_async(manager),
+                )
+                .await?;
+            if moved == 0 {
+                tracing::info!(
+                    window = %name,
+                    "a storm window of the old layout waits for the open one of its name to close"
+                );
+            }
+        }
+        Ok(())
     }
 }
