@@ -3,6 +3,7 @@
 
 #![allow(missing_debug_implementations)] // test support holding trait objects
 
+pub mod alert_load;
 pub mod alertmanager;
 pub mod apiserver;
 pub mod certs;

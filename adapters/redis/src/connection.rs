@@ -225,8 +225,10 @@ impl RedisStore {
     ///
     /// The command is polled once here: on an established connection that queues it in the
     /// connection's pipeline (redis-rs writes a connection's commands in the order they are
-    /// queued). While the connection is being made again, the order is not promised; then the
-    /// worst a later command sees is the state before this one.
+    /// queued). While the connection is being made again, and on a Cluster (whose client
+    /// dispatches each command by itself), the order is not promised; then the worst a later
+    /// command sees is the state before this one (for a settle: a repeat answered `503 claimed`
+    /// and resent).
     pub(crate) fn queued<T: Send + 'static>(
         &self,
         what: &'static str,
