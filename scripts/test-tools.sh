@@ -4,7 +4,10 @@
 # promtool and Prometheus (Debian's prometheus package: promtool checks and unit-tests the
 # PrometheusRule and the gateway's /metrics; Prometheus scrapes and alerts in
 # tests/it/prometheus_stack.rs) and Alertmanager (0.25+; delivers to the gateway over TLS in
-# tests/it/alertmanager_tls.rs, and Prometheus' alerts in tests/it/prometheus_stack.rs).
+# tests/it/alertmanager_tls.rs, and Prometheus' alerts in tests/it/prometheus_stack.rs), and
+# redis-server and redis-cli (Debian's redis-server and redis-tools: Redis Cluster and Sentinel
+# topologies in tests/it, real processes on loopback ports started by
+# tests/src/redis_topology.rs, the cluster created with `redis-cli --cluster create`).
 # Called by scripts/test.sh, so the README's test command works on a fresh machine.
 set -euo pipefail
 
@@ -28,3 +31,5 @@ need kubectl kubernetes-client
 need promtool prometheus
 need prometheus prometheus
 need prometheus-alertmanager prometheus-alertmanager
+need redis-server redis-server
+need redis-cli redis-tools

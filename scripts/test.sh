@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite (the README's test command): installs kubectl, promtool, Prometheus and
-# Alertmanager when missing (scripts/test-tools.sh), builds the Redis test image when needed,
-# then `cargo test --workspace` with any extra arguments, e.g.
+# The whole test suite (the README's test command): installs kubectl, promtool, Prometheus,
+# Alertmanager, redis-server and redis-cli when missing (scripts/test-tools.sh), builds the Redis
+# test image when needed, then `cargo test --workspace` with any extra arguments, e.g.
 #   scripts/test.sh --locked
 #   scripts/test.sh -p gateway-tests --test it redis_container   (packages named: no --workspace)
 #
@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# kubectl, promtool, Prometheus and Alertmanager, from Debian's packages when missing.
+# kubectl, promtool, Prometheus, Alertmanager, redis-server and redis-cli, from Debian's packages
+# when missing.
 bash scripts/test-tools.sh
 
 if [ -z "${GATEWAY_TEST_REDIS_IMAGE:-}" ]; then

@@ -28,6 +28,7 @@ mod prometheus_stack;
 mod purity;
 mod redis_container;
 mod redis_store;
+mod redis_topology;
 mod reload_under_load;
 mod replay;
 mod secrets;

@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod kubelet;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_topology;
 pub mod served;
 
 use std::path::{Path, PathBuf};
