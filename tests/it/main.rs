@@ -26,6 +26,7 @@ mod outbox_conformance;
 mod pipeline;
 mod prometheus_stack;
 mod purity;
+mod redis_cluster;
 mod redis_container;
 mod redis_store;
 mod redis_topology;
