@@ -170,9 +170,11 @@ impl Target {
                 .parse::<i64>()
                 .map_err(|_| invalid(url, format!("{db:?} is no database number")))?,
         };
+        // The Sentinels take the scheme (TLS or not) and `#insecure`, never the credentials.
+        let fragment = query.find('#').map_or("", |at| &query[at..]);
         let sentinels = hosts
             .iter()
-            .map(|host| seed_info(url, scheme, "", host, SENTINEL_PORT, query, None))
+            .map(|host| seed_info(url, scheme, "", host, SENTINEL_PORT, fragment, None))
             .collect::<Result<Vec<_>, _>>()?;
         // The primary's credentials: the URL's user-info (or `?pass=`), or the password given
         // apart. The Sentinels themselves are asked without one.
