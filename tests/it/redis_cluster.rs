@@ -235,36 +235,42 @@ fn report_failover(
     assert!(outage.refused_signals > 0);
 }
 
+/// Three replicas on `url` with `--redis-replica-acks 1`, the load, and `kill` (which says what
+/// it did) a second in: every alert accounted for, the outage printed.
+async fn failover_under_load(
+    what: &str,
+    url: &str,
+    password: Option<&str>,
+    kill: impl Future<Output = String>,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let extra = ["--redis-replica-acks", "1"];
+    let gateways = replicas(3, url, password, &extra, root.path()).await;
+    let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
+    let load = load(1500);
+    let (report, killed) = under_load(&load, &bases, Duration::from_secs(1), async {
+        let done = kill.await;
+        eprintln!("{what}: {done}");
+    })
+    .await;
+    let accounting = accounted(&report, &root.path().join("out")).await;
+    report_failover(what, &report, killed, &accounting, &load);
+    stop(gateways).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_primary_killed_under_load_loses_no_alert() {
     bounded(async {
         let mut cluster = RedisCluster::start(3, 2).await;
-        let root = tempfile::tempdir().unwrap();
-        let gateways = replicas(
-            3,
-            &cluster.url(),
-            None,
-            &["--redis-replica-acks", "1"],
-            root.path(),
-        )
-        .await;
-        let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
-        let load = load(1500);
-        let victim = cluster.primaries().await[0];
-        let mut promoted = None;
-        let (report, killed) = under_load(&load, &bases, Duration::from_secs(1), async {
+        let (url, victim) = (cluster.url(), cluster.primaries().await[0]);
+        failover_under_load("cluster failover", &url, None, async {
             cluster.kill(victim);
-            promoted = Some(
-                cluster
-                    .wait_for_promotion(victim, Duration::from_secs(30))
-                    .await,
-            );
+            let promoted = cluster
+                .wait_for_promotion(victim, Duration::from_secs(30))
+                .await;
+            format!("primary {victim} killed, replica {promoted} promoted")
         })
         .await;
-        eprintln!("killed primary {victim}, promoted {promoted:?}");
-        let accounting = accounted(&report, &root.path().join("out")).await;
-        report_failover("cluster failover", &report, killed, &accounting, &load);
-        stop(gateways).await;
     })
     .await;
 }
@@ -273,32 +279,15 @@ async fn a_cluster_primary_killed_under_load_loses_no_alert() {
 async fn a_sentinel_primary_killed_under_load_loses_no_alert() {
     bounded(async {
         let mut sentinels = RedisSentinels::start_with_password(2, PASSWORD).await;
-        let root = tempfile::tempdir().unwrap();
-        let gateways = replicas(
-            3,
-            &sentinels.url(),
-            Some(PASSWORD),
-            &["--redis-replica-acks", "1"],
-            root.path(),
-        )
-        .await;
-        let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
-        let load = load(1500);
-        let victim = sentinels.master_port().await;
-        let mut elected = None;
-        let (report, killed) = under_load(&load, &bases, Duration::from_secs(1), async {
+        let (url, victim) = (sentinels.url(), sentinels.master_port().await);
+        failover_under_load("sentinel failover", &url, Some(PASSWORD), async {
             sentinels.kill(victim);
-            elected = Some(
-                sentinels
-                    .wait_for_new_master(victim, Duration::from_secs(30))
-                    .await,
-            );
+            let elected = sentinels
+                .wait_for_new_master(victim, Duration::from_secs(30))
+                .await;
+            format!("master {victim} killed, {elected} elected")
         })
         .await;
-        eprintln!("killed master {victim}, elected {elected:?}");
-        let accounting = accounted(&report, &root.path().join("out")).await;
-        report_failover("sentinel failover", &report, killed, &accounting, &load);
-        stop(gateways).await;
     })
     .await;
 }

@@ -70,14 +70,8 @@ async fn post(
     base: &str,
     body: &Value,
 ) -> reqwest::Result<(reqwest::StatusCode, Value)> {
-    let response = client
-        .post(format!("{base}/api/v1/signals/prometheus"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
+    let (status, answer) = gateway_tests::alert_load::post(client, base, body).await?;
+    Ok((reqwest::StatusCode::from_u16(status).unwrap(), answer))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,7 +210,13 @@ impl AlertLoad {
     }
 }
 
-async fn post(client: &reqwest::Client, base: &str, body: &Value) -> reqwest::Result<(u16, Value)> {
+/// Posts an Alertmanager webhook to the gateway at `base`: the status and the JSON answer (null
+/// when there is none).
+pub async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> reqwest::Result<(u16, Value)> {
     let response = client
         .post(format!("{base}/api/v1/signals/prometheus"))
         .header("content-type", "application/json")
