@@ -248,6 +248,7 @@ async fn failover_under_load(
     let gateways = replicas(3, url, password, &extra, root.path()).await;
     let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
     let load = load(1500);
+    let watching = Watch::start(&gateways[0]);
     let (report, killed) = under_load(&load, &bases, Duration::from_secs(1), async {
         let done = kill.await;
         eprintln!("{what}: {done}");
@@ -255,7 +256,68 @@ async fn failover_under_load(
     .await;
     let accounting = accounted(&report, &root.path().join("out")).await;
     report_failover(what, &report, killed, &accounting, &load);
+    // Readiness and the gauge told the truth: down after the kill, up again by themselves.
+    let seen = watching.stop().await;
+    let after_kill: Vec<&(Instant, u16, bool)> =
+        seen.iter().filter(|(t, ..)| *t > killed).collect();
+    let mut changes: Vec<(Duration, u16, bool)> = Vec::new();
+    for (t, ready, up) in &after_kill {
+        if changes.last().is_none_or(|(_, r, u)| (r, u) != (ready, up)) {
+            changes.push((*t - killed, *ready, *up));
+        }
+    }
+    eprintln!("{what}: readiness and gauge after the kill: {changes:?}");
+    assert!(
+        after_kill
+            .iter()
+            .any(|(_, ready, up)| *ready == 503 && !*up),
+        "{what}: readiness and the gauge never reported the primary's loss"
+    );
+    assert!(
+        after_kill
+            .last()
+            .is_some_and(|(_, ready, up)| *ready == 200 && *up),
+        "{what}: readiness or the gauge did not recover: {:?}",
+        after_kill.last()
+    );
     stop(gateways).await;
+}
+
+/// `/readyz` and `gateway_redis_available` of one replica, every 50 ms.
+struct Watch {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(Instant, u16, bool)>>,
+}
+
+impl Watch {
+    fn start(replica: &ServedGateway) -> Watch {
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (base, gateway, going) = (
+            replica.base.clone(),
+            replica.gateway.clone(),
+            running.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut seen = Vec::new();
+            while going.load(std::sync::atomic::Ordering::SeqCst) {
+                let ready = client.get(format!("{base}/readyz")).send().await;
+                let status = ready.map_or(0, |r| r.status().as_u16());
+                let up = (gateway.metrics_text().lines())
+                    .any(|line| line == "gateway_redis_available 1");
+                seen.push((Instant::now(), status, up));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        });
+        Watch { running, task }
+    }
+
+    async fn stop(self) -> Vec<(Instant, u16, bool)> {
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,6 +363,7 @@ async fn moving_slots_under_load_changes_nothing_visible() {
         let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
         let load = load(1500);
         let primaries = cluster.primaries().await;
+        let watching = Watch::start(&gateways[0]);
         let (report, _) = under_load(&load, &bases, Duration::from_millis(500), async {
             // The 150 fullest slots of one primary to the next, then on to the third, keys and all.
             cluster.move_slots(primaries[0], primaries[1], 150).await;
@@ -311,6 +374,11 @@ async fn moving_slots_under_load_changes_nothing_visible() {
             "resharding: {} signals, refusals {:?}",
             report.answered.len(),
             report.refusal_statuses()
+        );
+        let seen = watching.stop().await;
+        assert!(
+            seen.iter().all(|(_, ready, up)| *ready == 200 && *up),
+            "readiness or the gauge wavered while slots moved"
         );
         assert!(
             report.refusals.is_empty(),

@@ -6,7 +6,7 @@
 //! for the primary Sentinel names; the cluster client for a Cluster (it follows `MOVED` and
 //! `ASK`, and refreshes its slot map after a failover or a resharding). The health check
 //! ([`Target::probe`]) asks what makes each usable: one server answers `PING`; every primary of a
-//! Cluster answers `PING`; the server Sentinel named is still a primary (`ROLE`). When it is not,
+//! Cluster (as `CLUSTER SLOTS` names them, serving every slot) answers `PING`; the server Sentinel named is still a primary (`ROLE`). When it is not,
 //! the store drops the connection and asks the Sentinels again ([`Target::follows_primary`]).
 
 use std::time::Duration;
@@ -15,9 +15,7 @@ use gateway_ports::StoreError;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
-};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult, Value};
 
@@ -269,15 +267,24 @@ impl Target {
                 }
             }
             (_, Connection::Cluster(cluster)) => {
-                let every_primary = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                cluster
-                    .route_command(redis::cmd("PING"), every_primary)
+                // The client's own fan-out skips a node it holds no connection to, so the
+                // primaries are asked for (any node's `CLUSTER SLOTS`) and each is pinged.
+                let slots: Value = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(cluster)
                     .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                for (host, port) in primaries(&slots)? {
+                    let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    });
+                    cluster
+                        .route_command(redis::cmd("PING"), node)
+                        .await
+                        .map_err(|e| format!("the primary {host}:{port}: {e}"))?;
+                }
+                Ok(())
             }
             (_, Connection::Single(manager)) => redis::cmd("PING")
                 .query_async::<String>(manager)
@@ -285,6 +292,44 @@ impl Target {
                 .map(drop)
                 .map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// The primaries a `CLUSTER SLOTS` answer names, once each; an error unless they serve every
+/// slot.
+fn primaries(slots: &Value) -> Result<std::collections::BTreeSet<(String, u16)>, String> {
+    let unreadable = || format!("an unreadable CLUSTER SLOTS answer: {slots:?}");
+    let Value::Array(ranges) = slots else {
+        return Err(unreadable());
+    };
+    let mut primaries = std::collections::BTreeSet::new();
+    let mut served = 0;
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return Err(unreadable());
+        };
+        match fields.as_slice() {
+            [
+                Value::Int(start),
+                Value::Int(end),
+                Value::Array(primary),
+                ..,
+            ] => {
+                let (host, port) = match primary.as_slice() {
+                    [Value::BulkString(host), Value::Int(port), ..] => (host, port),
+                    _ => return Err(unreadable()),
+                };
+                let port = u16::try_from(*port).map_err(|_| unreadable())?;
+                primaries.insert((String::from_utf8_lossy(host).into_owned(), port));
+                served += end - start + 1;
+            }
+            _ => return Err(unreadable()),
+        }
+    }
+    if served == 16384 {
+        Ok(primaries)
+    } else {
+        Err(format!("{served} of the 16384 slots are served"))
     }
 }
 
@@ -350,6 +395,49 @@ mod tests {
 
     fn parse(url: &str) -> Result<Target, StoreError> {
         Target::parse(&RedisOptions::new(url))
+    }
+
+    #[test]
+    fn a_cluster_is_healthy_only_when_its_primaries_serve_every_slot() {
+        let range = |start: i64, end: i64, port: i64| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(end),
+                Value::Array(vec![
+                    Value::BulkString(b"127.0.0.1".to_vec()),
+                    Value::Int(port),
+                    Value::BulkString(b"id".to_vec()),
+                ]),
+                Value::Array(vec![
+                    Value::BulkString(b"127.0.0.1".to_vec()),
+                    Value::Int(9),
+                ]),
+            ])
+        };
+        let all = Value::Array(vec![
+            range(0, 5460, 1),
+            range(5461, 10922, 2),
+            range(10923, 16383, 3),
+            range(100, 100, 1),
+        ]);
+        let found = primaries(&Value::Array(vec![
+            range(0, 5460, 1),
+            range(5461, 10922, 2),
+            range(10923, 16383, 3),
+        ]))
+        .unwrap();
+        assert_eq!(
+            found.into_iter().map(|(_, port)| port).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(primaries(&all).unwrap_err().contains("16385 of the 16384"));
+        let missing = Value::Array(vec![range(0, 5460, 1)]);
+        assert!(
+            primaries(&missing)
+                .unwrap_err()
+                .contains("5461 of the 16384")
+        );
+        assert!(primaries(&Value::Nil).unwrap_err().contains("unreadable"));
     }
 
     #[test]
