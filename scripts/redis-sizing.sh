@@ -336,8 +336,11 @@ report() {
   echo "Machine: $(nproc) CPUs ($cpu_model), Linux $(uname -r); everything on 127.0.0.1."
   echo "Redis $redis_version (redis-server, one instance, no persistence); the release gateway, one"
   echo "replica, deploy/config (dedup TTL $ttl), --storm-window-capacity $capacity; the load: one alert per"
-  echo "request over $concurrency keep-alive connections, $rate offered per second (0: unpaced)"
-  echo "(scripts/redis-sizing/send.py)."
+  if [ "$rate" = 0 ]; then
+    echo "request over $concurrency keep-alive connections, as fast as they went (scripts/redis-sizing/send.py)."
+  else
+    echo "request over $concurrency keep-alive connections, $rate offered per second (scripts/redis-sizing/send.py)."
+  fi
   echo
   echo "## Per signal"
   echo
