@@ -46,6 +46,10 @@ profile STATE="memory" *ARGS:
 bench-load *ARGS:
     bash scripts/bench-load.sh {{ARGS}}
 
+# How much Redis the gateway needs: commands, round trips, bytes, CPU and memory per signal (new, repeat, storm) against one redis-server, and the shards and replicas a rate needs (release build; docs/sizing.md)
+redis-sizing *ARGS:
+    bash scripts/redis-sizing.sh {{ARGS}}
+
 # Fuzz the three parsers (webhook, Kubernetes event, settings) SECONDS each, one after another, and minimize the corpus into fuzz/corpus (needs nightly and cargo-fuzz)
 fuzz SECONDS="600" *TARGETS:
     scripts/fuzz.sh {{SECONDS}} {{TARGETS}}

@@ -46,7 +46,7 @@ for target in "${targets[@]}"; do
   nice -n 19 cargo +nightly fuzz run "$target" "$scratch" "corpus-full/$target" -- \
     -merge=1 -use_counters=0 -merge_control_file="$PWD/logs/$target.merge" >/dev/null 2>&1
   rm -rf "$scratch" "corpus/$target"
-  echo "$target: cmin kept $(ls "corpus-full/$target" | wc -l) files;" \
+  echo "$target: cmin kept $(find "corpus-full/$target" -maxdepth 1 -type f | wc -l) files;" \
     "$(python3 seeds/pick_corpus.py "logs/$target.merge" "corpus/$target" "$COMMITTED")"
 done
 exit "$failed"
