@@ -8,7 +8,7 @@ use std::time::Duration;
 use gateway_dedup::Deduplicator;
 use gateway_ports::{
     Clock, ConfigKind, ConfigSource, ConfigSourceExt, DedupStore, Outbox, RemediationWriter,
-    Settings, StoreError, StormCounter, WindowStore,
+    Settings, StormCounter, WindowStore,
 };
 use gateway_signal::{EventOutcome, PayloadError};
 use gateway_storm::{StormTracker, WindowCapacity};
@@ -206,6 +206,7 @@ impl Gateway {
                 backlog,
                 metrics: metrics.clone(),
                 windows_die_with_process: !storms.shared,
+                recovered: std::sync::atomic::AtomicBool::new(false),
             },
             readiness: Readiness::new(dedup_store, sink),
             metrics,
@@ -258,9 +259,10 @@ impl Gateway {
     }
 
     /// Queues again the writes a previous process left in the outbox (at start-up, before
-    /// serving); how many.
-    pub async fn recover(&self) -> Result<usize, StoreError> {
-        self.ticker.recover().await
+    /// serving), saying how many; when the state backend does not answer yet, every background
+    /// round tries again until it does.
+    pub async fn recover_logged(&self) {
+        self.ticker.recover_logged().await;
     }
 
     /// Background writes given up for good, oldest first.

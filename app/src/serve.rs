@@ -365,16 +365,9 @@ pub async fn serve(
         .map(|files| Tls::load(files, gateway.metrics().clone()))
         .transpose()?;
     let _reloading = tls.as_ref().map(Tls::watch);
-    match gateway.recover().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            writes = n,
-            "recovered writes a previous process left pending: making them"
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the pending writes a previous process left; they stay stored")
-        }
-    }
+    // What a previous process left pending; if the state backend does not answer yet (Redis
+    // connecting), every background round tries again until it does.
+    gateway.recover_logged().await;
     let app = router(state, &limits.request);
     let ticker = tokio::spawn({
         let round = gateway.clone();

@@ -20,6 +20,9 @@ pub struct Ticker {
     /// The storm windows live in this process only: close them all at shutdown. (Windows in a
     /// store shared by replicas stay there for the others, or the next start.)
     pub(crate) windows_die_with_process: bool,
+    /// Whether what a previous process left in the outbox was read: until then every round
+    /// tries again (a state backend may not answer at start, as Redis while connecting).
+    pub(crate) recovered: std::sync::atomic::AtomicBool,
 }
 
 impl Ticker {
@@ -29,6 +32,9 @@ impl Ticker {
     /// A window is deleted only after what it leaves is in the outbox: a crash in between finds
     /// the window again at the next start, never neither of the two.
     pub async fn tick(&self, settings: &Settings, now: Timestamp) {
+        if !self.recovered.load(std::sync::atomic::Ordering::SeqCst) {
+            self.recover_logged().await;
+        }
         match self.storms.due(&settings.storm, now).await {
             Ok(due) => {
                 self.metrics.storm_windows(due.open, due.buffered);
@@ -95,11 +101,29 @@ impl Ticker {
         self.metrics.pending_writes(self.backlog.len());
     }
 
-    /// Queues again what a previous process left in the outbox; how many writes.
+    /// Queues again what a previous process left in the outbox; how many writes. Once it has
+    /// succeeded, rounds stop trying.
     pub async fn recover(&self) -> Result<usize, gateway_ports::StoreError> {
         let recovered = self.backlog.pending.recover().await?;
+        self.recovered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.metrics.pending_writes(self.backlog.len());
         Ok(recovered)
+    }
+
+    /// [`Ticker::recover`], its outcome logged: at start, and in every round until it succeeds.
+    pub async fn recover_logged(&self) {
+        match self.recover().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                writes = n,
+                "recovered writes a previous process left pending: making them"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot read the pending writes a previous process left yet; trying again next round"
+            ),
+        }
     }
 
     /// Writes waiting to be made by a later round.

@@ -787,7 +787,7 @@ async fn the_gateway_makes_only_the_api_calls_its_rbac_grants() {
     );
 }
 
-fn sample_request(name: &str) -> RemediationRequest {
+pub(crate) fn sample_request(name: &str) -> RemediationRequest {
     let t = Timestamp::from_secs(1_764_090_000);
     let resource = ResourceRef {
         kind: "Pod".to_owned(),

@@ -932,3 +932,39 @@ async fn a_window_of_the_layout_before_cluster_support_is_moved_not_lost() {
         .unwrap();
     assert_eq!(old_index, 0);
 }
+
+/// A write a previous process left in the Redis outbox (what a closed storm window leaves) is
+/// made by the next gateway, although Redis answers it only a moment after it starts: reading
+/// the outbox is tried again every round until it answers, not once at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_left_in_the_redis_outbox_is_made_by_the_next_gateway() {
+    use gateway_ports::Outbox;
+
+    let redis = TestRedis::start().await;
+    // The gateway's own key prefix: the outbox a previous gateway process would have left.
+    let store = connected_as(&redis.url, "kubernaut:gateway").await;
+    let request = crate::kube_sink::sample_request("rr-left-behind");
+    let entry = serde_json::json!({ "op": "create", "request": request });
+    store
+        .put("rr-left-behind", serde_json::to_vec(&entry).unwrap())
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let replica = replica(&redis.url, &root.path().join("no-config"), &out).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while !out.join("rr-left-behind.yaml").exists() {
+        assert!(
+            Instant::now() < until,
+            "the write left in the outbox was never made"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while store.len().await.unwrap() > 0 {
+        assert!(Instant::now() < until, "the outbox entry stayed once made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replica.stop().await;
+}
