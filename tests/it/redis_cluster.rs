@@ -130,8 +130,11 @@ async fn stop(replicas: Vec<ServedGateway>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_contracts_hold_on_a_three_primary_cluster() {
     bounded(async {
-        let cluster = RedisCluster::start(3, 0).await;
-        let url = cluster.url();
+        let cluster = RedisCluster::start_with_password(3, 0, PASSWORD).await;
+        // The password in the URL's user-info this time (the replicas' tests give it in a file).
+        let url = cluster
+            .url()
+            .replacen("://", &format!("://:{PASSWORD}@"), 1);
         conformance(|| connected(&url)).await;
         redis_storm_counter_suite(&url).await;
         redis_window_suite(&url).await;
