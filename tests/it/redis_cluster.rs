@@ -234,6 +234,10 @@ fn report_failover(
         "every alert accounted for"
     );
     assert_eq!(accounting.aggregates, 1, "one aggregate for the storm");
+    assert_eq!(
+        report.without_retry_after, 0,
+        "every 503 says when to send again"
+    );
     let outage = outage.expect("the primary's loss was felt: some signals were refused");
     assert!(outage.refused_signals > 0);
 }

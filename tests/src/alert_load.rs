@@ -68,6 +68,8 @@ pub struct LoadReport {
     pub refusals: Vec<(Instant, u16)>,
     /// When each 2xx answer came.
     pub successes: Vec<Instant>,
+    /// `503` answers without a `Retry-After` header (the sender would not know when to resend).
+    pub without_retry_after: usize,
 }
 
 /// What a primary's loss looked like to the senders.
@@ -128,6 +130,7 @@ impl AlertLoad {
     pub async fn send(&self, replicas: &[String]) -> LoadReport {
         let signals = Arc::new(self.signals());
         let next = Arc::new(AtomicUsize::new(0));
+        let without_retry_after = Arc::new(AtomicUsize::new(0));
         let refusals = Arc::new(Mutex::new(Vec::new()));
         let successes = Arc::new(Mutex::new(Vec::new()));
         let client = reqwest::Client::builder()
@@ -136,7 +139,7 @@ impl AlertLoad {
             .expect("client");
         let tasks: Vec<_> = (0..self.senders)
             .map(|_| {
-                let (signals, next, refusals, successes, client, load, replicas) = (
+                let (signals, next, refusals, successes, client, load, replicas, unadvised) = (
                     signals.clone(),
                     next.clone(),
                     refusals.clone(),
@@ -144,6 +147,7 @@ impl AlertLoad {
                     client.clone(),
                     self.clone(),
                     replicas.to_vec(),
+                    without_retry_after.clone(),
                 );
                 tokio::spawn(async move {
                     let mut answered = Vec::new();
@@ -161,15 +165,18 @@ impl AlertLoad {
                         let outcome = loop {
                             let base = &replicas[attempt % replicas.len()];
                             attempt += 1;
-                            match post(&client, base, &body).await {
-                                Ok((status, answer)) if (200..300).contains(&status) => {
+                            match send(&client, base, &body).await {
+                                Ok((status, _, answer)) if (200..300).contains(&status) => {
                                     successes.lock().unwrap().push(Instant::now());
                                     break answer["outcomes"][0]["outcome"]
                                         .as_str()
                                         .unwrap_or_default()
                                         .to_owned();
                                 }
-                                Ok((status, _)) => {
+                                Ok((status, retry_after, _)) => {
+                                    if status == 503 && !retry_after {
+                                        unadvised.fetch_add(1, Ordering::SeqCst);
+                                    }
                                     refusals.lock().unwrap().push((Instant::now(), status));
                                 }
                                 Err(_) => refusals.lock().unwrap().push((Instant::now(), 0)),
@@ -206,6 +213,7 @@ impl AlertLoad {
             answered,
             refusals,
             successes,
+            without_retry_after: without_retry_after.load(Ordering::SeqCst),
         }
     }
 }
@@ -217,6 +225,16 @@ pub async fn post(
     base: &str,
     body: &Value,
 ) -> reqwest::Result<(u16, Value)> {
+    let (status, _, answer) = send(client, base, body).await?;
+    Ok((status, answer))
+}
+
+/// [`post`], and whether the answer carried `Retry-After`.
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> reqwest::Result<(u16, bool, Value)> {
     let response = client
         .post(format!("{base}/api/v1/signals/prometheus"))
         .header("content-type", "application/json")
@@ -224,7 +242,12 @@ pub async fn post(
         .send()
         .await?;
     let status = response.status().as_u16();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
+    let retry_after = response.headers().contains_key("retry-after");
+    Ok((
+        status,
+        retry_after,
+        response.json().await.unwrap_or(Value::Null),
+    ))
 }
 
 impl LoadReport {
