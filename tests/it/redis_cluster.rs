@@ -152,6 +152,33 @@ async fn the_state_contracts_hold_on_a_three_primary_cluster() {
     .await;
 }
 
+/// `rediss+cluster://`: the Cluster over TLS (its bus too), the client told the TLS ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_reached_over_tls_with_rediss_cluster_urls() {
+    bounded(async {
+        let cluster = RedisCluster::start_with_tls(3).await;
+        let url = cluster.tls_url().unwrap();
+        conformance(|| connected(&url)).await;
+        let root = tempfile::tempdir().unwrap();
+        let gateways = replicas(1, &url, None, &[], root.path()).await;
+        let load = AlertLoad {
+            individual: 20,
+            storm_pods: 0,
+            ..load(0)
+        };
+        let report = load.send(&[gateways[0].base.clone()]).await;
+        assert!(
+            report.refusals.is_empty(),
+            "{:?}",
+            report.refusal_statuses()
+        );
+        let accounting = accounted(&report, &root.path().join("out")).await;
+        assert_eq!(accounting.created, 20);
+        stop(gateways).await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_a_cluster_create_one_remediation_per_alert_and_one_aggregate_per_storm()
 {

@@ -43,6 +43,8 @@ pub struct RedisCluster {
     /// The primaries at start, in port order: the seeds of [`RedisCluster::url`].
     seeds: Vec<u16>,
     password: Option<String>,
+    /// Each node's TLS port, when the cluster also speaks TLS ([`RedisCluster::start_with_tls`]).
+    tls_ports: HashMap<u16, u16>,
     /// The slots each killed node served when it was killed (or why they are unknown), for
     /// [`RedisCluster::wait_for_promotion`].
     killed_slots: HashMap<u16, Result<Vec<u16>, String>>,
@@ -60,7 +62,15 @@ impl RedisCluster {
     /// `replicas_per_primary` replicas; returns once every node says `cluster_state:ok`, agrees
     /// on the slots and every replica is in sync. Panics, quoting the logs, when it cannot.
     pub async fn start(primaries: usize, replicas_per_primary: usize) -> RedisCluster {
-        Self::start_with(primaries, replicas_per_primary, None).await
+        Self::start_with(primaries, replicas_per_primary, None, false).await
+    }
+
+    /// As [`RedisCluster::start`] (no replicas), every node serving TLS too, on a port of its
+    /// own, with a self-signed certificate (made by `openssl`), its cluster bus over TLS
+    /// (`tls-cluster yes`): a TLS client is told the TLS ports ([`RedisCluster::tls_url`]). The
+    /// plain ports stay, for this support's own commands.
+    pub async fn start_with_tls(primaries: usize) -> RedisCluster {
+        Self::start_with(primaries, 0, None, true).await
     }
 
     /// As [`RedisCluster::start`], every node requiring `password` (`requirepass`) and sending
@@ -70,35 +80,59 @@ impl RedisCluster {
         replicas_per_primary: usize,
         password: &str,
     ) -> RedisCluster {
-        Self::start_with(primaries, replicas_per_primary, Some(password)).await
+        Self::start_with(primaries, replicas_per_primary, Some(password), false).await
     }
 
-    async fn start_with(primaries: usize, replicas: usize, password: Option<&str>) -> RedisCluster {
+    async fn start_with(
+        primaries: usize,
+        replicas: usize,
+        password: Option<&str>,
+        tls: bool,
+    ) -> RedisCluster {
         assert!(
             primaries >= 3,
             "a Redis Cluster needs at least 3 primaries (asked for {primaries})"
         );
         require_programs();
         let what = format!("a Redis Cluster of {primaries} primaries × {replicas} replicas");
-        start_retrying(&what, || Self::try_start(primaries, replicas, password)).await
+        start_retrying(&what, || {
+            Self::try_start(primaries, replicas, password, tls)
+        })
+        .await
     }
 
     async fn try_start(
         primaries: usize,
         replicas: usize,
         password: Option<&str>,
+        tls: bool,
     ) -> Result<RedisCluster, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("redis-cluster-")
             .tempdir()
             .unwrap_or_else(|e| panic!("a temporary directory: {e}"));
         let count = primaries * (1 + replicas);
-        let ports = free_ports(2 * count);
-        let (ports, bus_ports) = ports.split_at(count);
+        let ports = free_ports(3 * count);
+        let (ports, rest) = ports.split_at(count);
+        let (bus_ports, tls_ports) = rest.split_at(count);
+        let certificate = tls.then(|| self_signed(dir.path()));
         let mut processes = Vec::with_capacity(count);
-        for (&port, &bus) in ports.iter().zip(bus_ports) {
+        for ((&port, &bus), &tls_port) in ports.iter().zip(bus_ports).zip(tls_ports) {
             let node_dir = dir.path().join(format!("node-{port}"));
             let mut config = base_config(port, &node_dir, password);
+            if let Some((cert, key)) = &certificate {
+                let _ = write!(
+                    config,
+                    "tls-port {tls_port}\n\
+                     tls-cert-file {cert}\n\
+                     tls-key-file {key}\n\
+                     tls-ca-cert-file {cert}\n\
+                     tls-auth-clients no\n\
+                     tls-cluster yes\n",
+                    cert = cert.display(),
+                    key = key.display(),
+                );
+            }
             let _ = write!(
                 config,
                 "cluster-enabled yes\n\
@@ -143,6 +177,15 @@ impl RedisCluster {
             nodes,
             seeds: Vec::new(),
             password: password.map(str::to_owned),
+            tls_ports: if tls {
+                ports
+                    .iter()
+                    .copied()
+                    .zip(tls_ports.iter().copied())
+                    .collect()
+            } else {
+                HashMap::new()
+            },
             killed_slots: HashMap::new(),
             dir,
         };
@@ -197,6 +240,19 @@ impl RedisCluster {
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// `rediss+cluster://127.0.0.1:T1,..#insecure`: the seeds' TLS ports (the certificate is
+    /// self-signed); `None` unless started [`RedisCluster::start_with_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        let seeds: Option<Vec<String>> = self
+            .seeds
+            .iter()
+            .map(|p| self.tls_ports.get(p).map(|t| format!("127.0.0.1:{t}")))
+            .collect();
+        seeds
+            .filter(|seeds| !seeds.is_empty())
+            .map(|seeds| format!("rediss+cluster://{}#insecure", seeds.join(",")))
     }
 
     /// The password every node requires, if any.
@@ -677,4 +733,25 @@ impl Drop for RedisCluster {
             node.process.kill();
         }
     }
+}
+
+/// A self-signed certificate and its key for `localhost`, made by `openssl` in `dir`.
+fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("redis.crt"), dir.join("redis.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        made,
+        "openssl could not make a certificate for the TLS cluster"
+    );
+    (cert, key)
 }
