@@ -533,7 +533,8 @@ fn the_network_policy_opens_the_gateway_port_and_only_the_egress_it_needs() {
         .collect();
     assert_eq!(namespaces, ["monitoring", NAMESPACE]);
 
-    // Egress: the API server (443/6443), Redis (6379 to the Redis pods), DNS (53 to kube-system).
+    // Egress: the API server (443/6443), Redis (6379, and 26379 for Sentinel, to the Redis pods),
+    // DNS (53 to kube-system).
     let egress = spec["egress"].as_array().unwrap();
     let rule = |port: &str| {
         egress
@@ -547,7 +548,14 @@ fn the_network_policy_opens_the_gateway_port_and_only_the_egress_it_needs() {
         [("443".into(), "TCP".into()), ("6443".into(), "TCP".into())].into()
     );
     let redis = rule("6379");
-    assert_eq!(policy_ports(redis), [("6379".into(), "TCP".into())].into());
+    assert_eq!(
+        policy_ports(redis),
+        [
+            ("6379".into(), "TCP".into()),
+            ("26379".into(), "TCP".into())
+        ]
+        .into()
+    );
     let to = redis["to"].as_array().unwrap();
     assert_eq!(to.len(), 1, "{to:?}");
     assert_eq!(
