@@ -1,7 +1,8 @@
-//! A Redis Cluster: created with `redis-cli --cluster create`, watched until every node agrees
-//! it is ok, nodes killed and their replicas' promotion awaited, slots moved with their keys
-//! under the same protocol as `redis-cli --cluster reshard`, keys queried as a cluster client
-//! would (following `MOVED` and `ASK`).
+//! A Redis Cluster: created with `redis-cli --cluster create` (plain, with a password, or also
+//! over TLS), watched until every node agrees it is ok, keys queried as a cluster client would
+//! (following `MOVED` and `ASK`); nodes killed and their replicas' promotion awaited
+//! (`failover`), slots moved with their keys under the protocol of `redis-cli --cluster
+//! reshard` (`reshard`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -12,27 +13,21 @@ use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind, Value};
 use tokio::time::Instant;
 
-use super::node::{
-    CONNECT_TIMEOUT, RESPONSE_TIMEOUT, ask, connect, connection_info, info_field, replica_in_sync,
-    role_of, run, wait_for,
-};
+use super::node::{ask, connect, info_field, replica_in_sync, role_of, wait_for};
 use super::process::{
-    Process, StartError, base_config, free_ports, require_programs, run_bounded, start_retrying,
-    with_logs,
+    Process, StartError, base_config, free_ports, require_programs, run_bounded, self_signed,
+    start_retrying, with_logs,
 };
 use super::slots::SlotMap;
 use super::{NODE_TIMEOUT_MS, NodeInfo, Role, SETTLE_TIMEOUT};
 
+mod failover;
+mod reshard;
+
 /// How long `redis-cli --cluster create` may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one [`RedisCluster::move_slots`] may take, keys and agreement included.
-const MOVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long [`RedisCluster::query`] follows redirections and waits out `TRYAGAIN`/`CLUSTERDOWN`.
 const REDIRECT_BUDGET: Duration = Duration::from_secs(5);
-/// `MIGRATE`'s own timeout (for the transfer to the target; below [`RESPONSE_TIMEOUT`]).
-const MIGRATE_TIMEOUT_MS: u64 = 5000;
-/// Keys moved by one `MIGRATE`.
-const MIGRATE_BATCH: usize = 100;
 
 /// A Redis Cluster of real `redis-server` processes on loopback: primaries, replicas per
 /// primary. Every process is killed on drop.
@@ -320,43 +315,6 @@ impl RedisCluster {
         })
     }
 
-    /// Kills (SIGKILL) the node on `port` and waits for the process to end. The slots it serves
-    /// are read first, for [`RedisCluster::wait_for_promotion`] (a blocking round trip of a
-    /// millisecond or so, bounded by the response timeout).
-    pub fn kill(&mut self, port: u16) {
-        let node = self
-            .nodes
-            .iter()
-            .find(|n| n.process.port == port)
-            .unwrap_or_else(|| panic!("no node of this cluster on port {port}"));
-        assert!(
-            node.process.is_alive(),
-            "127.0.0.1:{port} is already killed"
-        );
-        let served = self.slot_map_blocking(port).map(|map| map.slots_of(port));
-        node.process.kill();
-        self.killed_slots.insert(port, served);
-    }
-
-    /// `CLUSTER SLOTS` of the node on `port`, on a blocking connection (for [`RedisCluster::kill`],
-    /// which is not async), every step bounded.
-    fn slot_map_blocking(&self, port: u16) -> Result<SlotMap, String> {
-        let client =
-            redis::Client::open(connection_info(port, self.password()).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        let mut conn = client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .map_err(|e| e.to_string())?;
-        conn.set_read_timeout(Some(RESPONSE_TIMEOUT))
-            .and_then(|()| conn.set_write_timeout(Some(RESPONSE_TIMEOUT)))
-            .map_err(|e| e.to_string())?;
-        let value: Value = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query(&mut conn)
-            .map_err(|e| e.to_string())?;
-        SlotMap::parse(&value)
-    }
-
     /// Waits until every live node says `cluster_state:ok`, all agree on who serves which slot,
     /// all 16384 slots are served by live nodes answering `ROLE` with `master`, and every live
     /// replica is in sync. Panics after `timeout`, saying what was not so.
@@ -405,197 +363,6 @@ impl RedisCluster {
             }
         }
         Ok(map)
-    }
-
-    /// Waits until one live primary serves every slot the killed `killed` served, in the view of
-    /// every live node, and returns its port (the replica that took over). Panics after
-    /// `timeout`, or when `killed` served no slots when [`RedisCluster::kill`] killed it.
-    pub async fn wait_for_promotion(&self, killed: u16, timeout: Duration) -> u16 {
-        let slots = match self.killed_slots.get(&killed) {
-            Some(Ok(slots)) if !slots.is_empty() => slots,
-            Some(Ok(_)) => panic!("127.0.0.1:{killed} served no slots when killed"),
-            Some(Err(e)) => panic!("the slots 127.0.0.1:{killed} served when killed: {e}"),
-            None => panic!("127.0.0.1:{killed} was not killed by RedisCluster::kill"),
-        };
-        let probe = || async {
-            let mut heir = None;
-            for port in self.live_ports() {
-                let map = self.slot_map(port).await?;
-                for &slot in slots {
-                    let owner = map.owner(slot);
-                    if owner == Some(killed)
-                        || owner.is_none()
-                        || heir.is_some_and(|h| owner != Some(h))
-                    {
-                        return Err(format!(
-                            "127.0.0.1:{port} says slot {slot} is served by {owner:?}"
-                        ));
-                    }
-                    heir = owner;
-                }
-            }
-            let heir = heir.ok_or("no live node")?;
-            match role_of(heir, self.password()).await {
-                Role::Primary => Ok(heir),
-                role => Err(format!("the heir 127.0.0.1:{heir} is {role:?}")),
-            }
-        };
-        wait_for(
-            &format!("a replica of 127.0.0.1:{killed} promoted"),
-            timeout,
-            probe,
-        )
-        .await
-        .unwrap_or_else(|why| panic!("{}", self.with_logs(&why)))
-    }
-
-    /// Moves `count` slots of the primary on `from`, with their keys, to the primary on `to`,
-    /// and returns them in the order moved: the slots holding the most keys first (ties in slot
-    /// order), so empty slots move only when fewer hold keys than `count`. Safe
-    /// while clients write: each slot goes through the protocol of `redis-cli --cluster
-    /// reshard` (`SETSLOT IMPORTING` on `to`, `MIGRATING` on `from`, `MIGRATE` until `from`
-    /// holds none of its keys (a key it lacks is then created on `to`, after `ASK`), `SETSLOT
-    /// NODE` on `to`, `from` and the other primaries); a client must follow `MOVED` and `ASK`
-    /// and retry `TRYAGAIN` (multi-key commands over a slot half moved). Returns once every live
-    /// node says `to` serves the slots. Panics, quoting the logs, on any failure, or after 2 min.
-    /// Moving every slot of `from` makes it a replica of `to` (`cluster-allow-replica-migration`).
-    pub async fn move_slots(&self, from: u16, to: u16, count: usize) -> Vec<u16> {
-        match tokio::time::timeout(MOVE_TIMEOUT, self.try_move_slots(from, to, count)).await {
-            Ok(Ok(slots)) => slots,
-            Ok(Err(why)) => panic!("{}", self.with_logs(&why)),
-            Err(_) => panic!(
-                "{}",
-                self.with_logs(&format!(
-                    "moving {count} slots from 127.0.0.1:{from} to 127.0.0.1:{to} took over \
-                     {MOVE_TIMEOUT:?}"
-                ))
-            ),
-        }
-    }
-
-    async fn try_move_slots(&self, from: u16, to: u16, count: usize) -> Result<Vec<u16>, String> {
-        let primaries = self.primaries().await;
-        for port in [from, to] {
-            if !primaries.contains(&port) {
-                return Err(format!(
-                    "127.0.0.1:{port} is no live primary ({primaries:?} are)"
-                ));
-            }
-        }
-        if from == to {
-            return Err(format!("moving slots from 127.0.0.1:{from} to itself"));
-        }
-        let (from_id, to_id) = (self.id_of(from), self.id_of(to));
-        let mut conns = HashMap::new();
-        for &port in &primaries {
-            let conn = connect(port, self.password())
-                .await
-                .map_err(|e| format!("127.0.0.1:{port}: cannot connect: {e}"))?;
-            conns.insert(port, conn);
-        }
-        let conn = |port: u16| {
-            conns
-                .get(&port)
-                .cloned()
-                .ok_or_else(|| format!("no connection to {port}"))
-        };
-
-        // The slots: those holding the most keys first.
-        let owned = SlotMap::parse(
-            &run::<Value>(&mut conn(from)?, from, redis::cmd("CLUSTER").arg("SLOTS")).await?,
-        )?
-        .slots_of(from);
-        if owned.len() < count {
-            return Err(format!(
-                "127.0.0.1:{from} serves {} slots, fewer than the {count} to move",
-                owned.len()
-            ));
-        }
-        let mut counting = redis::pipe();
-        for slot in &owned {
-            counting.cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot);
-        }
-        let counts: Vec<u64> = counting
-            .query_async(&mut conn(from)?)
-            .await
-            .map_err(|e| format!("127.0.0.1:{from}: CLUSTER COUNTKEYSINSLOT: {e}"))?;
-        let mut chosen: Vec<(std::cmp::Reverse<u64>, u16)> = owned
-            .iter()
-            .zip(&counts)
-            .map(|(&slot, &keys)| (std::cmp::Reverse(keys), slot))
-            .collect();
-        chosen.sort_unstable();
-        let slots: Vec<u16> = chosen
-            .into_iter()
-            .take(count)
-            .map(|(_, slot)| slot)
-            .collect();
-
-        for &slot in &slots {
-            let setslot = |state: &str, id: &str| {
-                let mut cmd = redis::cmd("CLUSTER");
-                cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
-                cmd
-            };
-            run::<()>(&mut conn(to)?, to, &setslot("IMPORTING", from_id)).await?;
-            run::<()>(&mut conn(from)?, from, &setslot("MIGRATING", to_id)).await?;
-            loop {
-                let keys: Vec<Vec<u8>> = run(
-                    &mut conn(from)?,
-                    from,
-                    redis::cmd("CLUSTER")
-                        .arg("GETKEYSINSLOT")
-                        .arg(slot)
-                        .arg(MIGRATE_BATCH),
-                )
-                .await?;
-                if keys.is_empty() {
-                    break;
-                }
-                let mut migrate = redis::cmd("MIGRATE");
-                migrate
-                    .arg("127.0.0.1")
-                    .arg(to)
-                    .arg("")
-                    .arg(0)
-                    .arg(MIGRATE_TIMEOUT_MS);
-                if let Some(password) = self.password() {
-                    migrate.arg("AUTH").arg(password);
-                }
-                migrate.arg("KEYS").arg(&keys);
-                // "NOKEY" when they all expired meanwhile; an error (BUSYKEY: the key exists on
-                // both sides) is a bug worth failing on.
-                run::<Value>(&mut conn(from)?, from, &migrate).await?;
-            }
-            // The new owner first (it bumps its epoch, so its claim wins), then the old one (its
-            // clients are sent on with MOVED from now), then everyone else.
-            run::<()>(&mut conn(to)?, to, &setslot("NODE", to_id)).await?;
-            run::<()>(&mut conn(from)?, from, &setslot("NODE", to_id)).await?;
-            for &port in primaries.iter().filter(|p| **p != from && **p != to) {
-                run::<()>(&mut conn(port)?, port, &setslot("NODE", to_id)).await?;
-            }
-        }
-
-        // Agreement: every live node says `to` serves them.
-        let agreed = || async {
-            for port in self.live_ports() {
-                let map = self.slot_map(port).await?;
-                if let Some(slot) = slots.iter().find(|s| map.owner(**s) != Some(to)) {
-                    return Err(format!(
-                        "127.0.0.1:{port} says slot {slot} is served by {:?}",
-                        map.owner(*slot)
-                    ));
-                }
-            }
-            Ok(())
-        };
-        wait_for(
-            "every node agreeing on the moved slots",
-            SETTLE_TIMEOUT,
-            agreed,
-        )
-        .await?;
-        Ok(slots)
     }
 
     /// The number of keys on the live primaries (`DBSIZE` summed).
@@ -733,25 +500,4 @@ impl Drop for RedisCluster {
             node.process.kill();
         }
     }
-}
-
-/// A self-signed certificate and its key for `localhost`, made by `openssl` in `dir`.
-fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("redis.crt"), dir.join("redis.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        made,
-        "openssl could not make a certificate for the TLS cluster"
-    );
-    (cert, key)
 }

@@ -337,6 +337,27 @@ fn names_port(text: &str, port: u16) -> bool {
         .any(|(at, _)| !text[at + address.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
+/// A self-signed certificate and its key for `localhost`, made by `openssl` in `dir`.
+pub(super) fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("redis.crt"), dir.join("redis.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        made,
+        "openssl could not make a certificate for the TLS cluster"
+    );
+    (cert, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{names_port, quoted};
