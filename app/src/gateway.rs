@@ -198,6 +198,7 @@ impl Gateway {
                 metrics: metrics.clone(),
                 fallback_namespace,
                 write_deadline: timing.deadline,
+                releases: Arc::default(),
             }),
             limits,
             dead_letters,
@@ -273,6 +274,10 @@ impl Gateway {
     /// The background round (see [`Ticker::tick`]); run about once a second. Readiness hears
     /// when it completes.
     pub async fn tick(&self) {
+        self.intake
+            .releases
+            .retry(&self.intake.dedup, self.clock.now())
+            .await;
         self.ticker
             .tick(&self.config.snapshot(), self.clock.now())
             .await;

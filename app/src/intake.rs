@@ -33,6 +33,7 @@ use crate::backlog::Backlog;
 use crate::metrics::Metrics;
 use crate::outcome::{AlertOutcome, NotRecorded, Outcome, Rejected, Unrecorded};
 use crate::placement::{NotPlaced, Placement};
+use crate::releases::PendingReleases;
 use crate::remediation;
 use crate::window_locks::WindowLocks;
 use crate::writer::{Deadline, Op};
@@ -57,6 +58,8 @@ pub struct SignalIntake {
     pub(crate) metrics: Metrics,
     pub(crate) fallback_namespace: String,
     pub(crate) write_deadline: Duration,
+    /// Releases that failed with the store, tried again every round.
+    pub(crate) releases: Arc<PendingReleases>,
 }
 
 /// What became of a request's signals.
@@ -72,7 +75,10 @@ pub struct Processed {
 /// the processing panicked — it releases the record (in a task of its own: a drop cannot wait).
 struct Recording<'a> {
     dedup: &'a Arc<Deduplicator<dyn DedupStore>>,
+    releases: &'a Arc<PendingReleases>,
     fingerprint: Option<gateway_ports::Fingerprint>,
+    /// When the record was made: the claim the release names.
+    claimed_at: Timestamp,
 }
 
 impl Recording<'_> {
@@ -88,11 +94,13 @@ impl Drop for Recording<'_> {
             return;
         };
         tracing::error!(%fingerprint, "signal processing abandoned: releasing its dedup record");
-        let dedup = self.dedup.clone();
+        let (dedup, releases, claimed_at) =
+            (self.dedup.clone(), self.releases.clone(), self.claimed_at);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = dedup.release(&fingerprint).await {
-                    tracing::error!(error = %e, %fingerprint, "could not release the dedup record of an abandoned signal");
+                if let Err(e) = dedup.release(&fingerprint, claimed_at).await {
+                    tracing::error!(error = %e, %fingerprint, "could not release the dedup record of an abandoned signal; trying again every round");
+                    releases.add(fingerprint, claimed_at);
                 }
             });
         }
@@ -205,7 +213,9 @@ impl SignalIntake {
             DedupOutcome::New { window_start } => {
                 let recording = Recording {
                     dedup: &self.dedup,
+                    releases: &self.releases,
                     fingerprint: Some(signal.fingerprint.clone()),
+                    claimed_at: signal.received_time,
                 };
                 let outcome = self
                     .new_signal(signal, window_start, settings, deadline)
@@ -353,9 +363,12 @@ impl SignalIntake {
         retry: &RetrySettings,
     ) -> Unrecorded {
         self.metrics.unrecorded(reason);
-        if let Err(release) = self.dedup.release(&signal.fingerprint).await {
-            // The resend will read as a duplicate until the TTL ends; say so loudly.
-            tracing::error!(error = %release, fingerprint = %signal.fingerprint, "could not release the dedup window of an unrecorded signal");
+        // The claim was made when the signal was observed (`one`: at its received time).
+        let claimed_at = signal.received_time;
+        if let Err(release) = self.dedup.release(&signal.fingerprint, claimed_at).await {
+            // Until it is made, the resend reads as claimed (503); tried again every round.
+            tracing::error!(error = %release, fingerprint = %signal.fingerprint, "could not release the dedup window of an unrecorded signal; trying again every round");
+            self.releases.add(signal.fingerprint.clone(), claimed_at);
         }
         Unrecorded::new(signal, reason, retry)
     }

@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod pending;
 pub mod placement;
 pub mod readiness;
+pub mod releases;
 pub mod remediation;
 pub mod replay;
 pub mod serve;

@@ -245,6 +245,13 @@ mod tests {
         ) -> Result<(), gateway_ports::StoreError> {
             Err(leaked())
         }
+        async fn release(
+            &self,
+            _: &gateway_ports::Fingerprint,
+            _: Timestamp,
+        ) -> Result<(), gateway_ports::StoreError> {
+            Err(leaked())
+        }
         async fn settle(
             &self,
             _: &gateway_ports::Fingerprint,

@@ -83,8 +83,19 @@ pub trait DedupStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<Seen, StoreError>;
 
-    /// Ends the fingerprint's window (its alert resolved, or creating its remediation failed).
+    /// Ends the fingerprint's window (its alert resolved).
     async fn forget(&self, fingerprint: &Fingerprint) -> Result<(), StoreError>;
+
+    /// Ends the fingerprint's window if its first occurrence is still claimed by the `record`
+    /// made at `claimed_at` (the one told [`Seen::First`]): creating its remediation failed, so
+    /// the sender's resend is new. Anything else — settled, taken over since, another window,
+    /// none — is left as it is (`Ok`), so a release made late (tried again after an outage)
+    /// never ends a window someone else now holds.
+    async fn release(
+        &self,
+        fingerprint: &Fingerprint,
+        claimed_at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Ends the claim of the fingerprint's window: its first occurrence is recorded, later ones
     /// are [`Seen::Duplicate`]. A missing window is `Ok`. An adapter may answer once the change

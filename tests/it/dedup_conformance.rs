@@ -30,6 +30,7 @@ where
     a_window_ends_after_its_ttl(&fresh().await).await;
     fingerprints_are_independent(&fresh().await).await;
     a_claim_holds_until_settled_or_taken_over(&fresh().await).await;
+    a_release_ends_only_the_claim_it_names(&fresh().await).await;
 }
 
 async fn first_then_duplicates_with_rising_counts(store: &dyn DedupStore) {
@@ -171,6 +172,58 @@ async fn a_claim_holds_until_settled_or_taken_over(store: &dyn DedupStore) {
         .settle(&fp(998))
         .await
         .expect("settling an unknown fingerprint is fine");
+}
+
+async fn a_release_ends_only_the_claim_it_names(store: &dyn DedupStore) {
+    let claim = gateway_ports::DedupWindow::CLAIM;
+    let later = |secs| T0 + Duration::from_secs(secs);
+    // Its write failed: the release names the claim, and the resend is new.
+    store.record(&fp(8), TTL, T0).await.unwrap();
+    store.release(&fp(8), T0).await.unwrap();
+    assert_eq!(
+        store.record(&fp(8), TTL, later(1)).await.unwrap(),
+        Seen::First {
+            window_start: later(1)
+        }
+    );
+    // A release naming another claim (one made late, after a take-over) changes nothing.
+    store.release(&fp(8), T0).await.unwrap();
+    assert!(matches!(
+        store.record(&fp(8), TTL, later(2)).await.unwrap(),
+        Seen::Claimed { count: 2, .. }
+    ));
+    let taken_over = later(1) + claim;
+    assert_eq!(
+        store.record(&fp(8), TTL, taken_over).await.unwrap(),
+        Seen::First {
+            window_start: later(1)
+        }
+    );
+    store.release(&fp(8), later(1)).await.unwrap();
+    assert!(
+        matches!(
+            store
+                .record(&fp(8), TTL, taken_over + Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Seen::Claimed { .. }
+        ),
+        "the old claim's release left the take-over's window"
+    );
+    // Nor a settled one.
+    store.settle(&fp(8)).await.unwrap();
+    store.release(&fp(8), taken_over).await.unwrap();
+    assert!(matches!(
+        store
+            .record(&fp(8), TTL, taken_over + Duration::from_secs(2))
+            .await
+            .unwrap(),
+        Seen::Duplicate { .. }
+    ));
+    store
+        .release(&fp(997), T0)
+        .await
+        .expect("releasing an unknown fingerprint is fine");
 }
 
 #[tokio::test]

@@ -86,17 +86,19 @@ async fn the_dedup_policy_releases_the_window_of_an_alert_that_could_not_be_writ
         .expect_record()
         .times(1)
         .returning(|_, _, now| Ok(Seen::First { window_start: now }));
+    // The release names the claim the record made (at 0), so a late one never ends a window
+    // another caller holds.
     store
-        .expect_forget()
-        .with(eq(alert.fingerprint.clone()))
+        .expect_release()
+        .with(eq(alert.fingerprint.clone()), eq(at(0)))
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(()));
     let dedup = Deduplicator::new(Arc::new(store));
 
     let settings = dedup_settings().build();
     dedup.observe(&alert, &settings, at(0)).await.unwrap();
     // Writing the RemediationRequest failed: the sender's retry must count as new.
-    dedup.release(&alert.fingerprint).await.unwrap();
+    dedup.release(&alert.fingerprint, at(0)).await.unwrap();
 }
 
 #[tokio::test]

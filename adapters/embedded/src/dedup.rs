@@ -73,6 +73,24 @@ impl DedupStore for EmbeddedStore {
         .await
     }
 
+    async fn release(
+        &self,
+        fingerprint: &Fingerprint,
+        claimed_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let fingerprint = fingerprint.as_str().to_owned();
+        self.write(move |batch| {
+            let mut table = Bounded::open(batch.transaction, DEDUP, DEDUP_ORDER)?;
+            if let Some(row) = table.get(&fingerprint)?
+                && codec::decode_dedup(&row.payload)?.claimed == Some(claimed_at)
+            {
+                table.remove(&fingerprint)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Queued, not committed, when it returns: a new alert's answer does not wait for one more
     /// commit. Any later `record` of the fingerprint is applied after it, so it reads the
     /// window settled; if its batch fails, the claim stays until it is taken over

@@ -149,6 +149,22 @@ impl DedupStore for MemoryDedupStore {
         Ok(())
     }
 
+    async fn release(
+        &self,
+        fingerprint: &Fingerprint,
+        claimed_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state
+            .windows
+            .get(fingerprint)
+            .is_some_and(|window| window.claimed == Some(claimed_at))
+        {
+            state.windows.remove(fingerprint);
+        }
+        Ok(())
+    }
+
     async fn settle(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
         if let Some(window) = self.lock().windows.get_mut(fingerprint) {
             window.claimed = None;

@@ -1,6 +1,7 @@
 //! The [`DedupStore`] port: one hash per fingerprint's window, `…:dedup:{64:<fingerprint>}`
-//! (`s` window start, `c` occurrence count, `u` the claim's time until settled), created with its TTL by the same script that
-//! decides the first occurrence.
+//! (`s` window start, `c` occurrence count, `u` the claim's time until settled), created with its
+//! TTL by the same script that decides the first occurrence; released (after a failed write)
+//! only while `u` is still the releasing caller's claim.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use crate::RedisStore;
 
 /// Records one occurrence: `{seen, window_start_ms, count}` (seen: 1 first, 0 duplicate, 2 claimed).
 static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record.lua")));
+
+/// Ends a window still claimed by the given claim: 1 when ended, 0 when left as it is.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 
 #[async_trait]
 impl DedupStore for RedisStore {
@@ -52,6 +56,23 @@ impl DedupStore for RedisStore {
         let key = self.dedup_key(fingerprint);
         self.timed("forgetting a fingerprint", manager.del::<_, ()>(key))
             .await
+    }
+
+    async fn release(
+        &self,
+        fingerprint: &Fingerprint,
+        claimed_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut manager = self.manager()?;
+        let mut invocation = RELEASE.key(self.dedup_key(fingerprint));
+        invocation.arg(claimed_at.as_millis());
+        let _released: u8 = self
+            .timed(
+                "releasing a fingerprint's claim",
+                invocation.invoke_async(&mut manager),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Queued, not waited for: the claim's end is written to the connection before this

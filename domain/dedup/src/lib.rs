@@ -113,10 +113,16 @@ impl<S: DedupStore + ?Sized> Deduplicator<S> {
     }
 
     /// Ends `fingerprint`'s window because the remediation for its [`DedupOutcome::New`]
-    /// occurrence could not be written, so the sender's retry counts as new rather than as a
-    /// duplicate of work that does not exist.
-    pub async fn release(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
-        self.store.forget(fingerprint).await
+    /// occurrence — observed at `claimed_at` — could not be written, so the sender's retry
+    /// counts as new rather than as a duplicate of work that does not exist. Only while that
+    /// occurrence's claim still holds: a release tried again late never ends a window another
+    /// caller opened or took over since.
+    pub async fn release(
+        &self,
+        fingerprint: &Fingerprint,
+        claimed_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.store.release(fingerprint, claimed_at).await
     }
 
     /// The [`DedupOutcome::New`] occurrence of `fingerprint` is recorded: later ones are

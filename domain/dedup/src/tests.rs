@@ -156,15 +156,16 @@ async fn a_resolved_signal_forgets_its_window_and_is_never_recorded() {
 }
 
 #[tokio::test]
-async fn release_forgets_the_window() {
+async fn release_releases_the_claim_it_names() {
     let mut store = MockDedupStore::new();
     store.expect_record().never();
+    store.expect_forget().never();
     store
-        .expect_forget()
-        .with(eq(fingerprint(1)))
+        .expect_release()
+        .with(eq(fingerprint(1)), eq(at(7)))
         .times(1)
-        .returning(|_| Ok(()));
-    over(store).release(&fingerprint(1)).await.unwrap();
+        .returning(|_, _| Ok(()));
+    over(store).release(&fingerprint(1), at(7)).await.unwrap();
 }
 
 #[tokio::test]
@@ -201,10 +202,13 @@ async fn a_store_error_while_resolving_is_passed_on() {
 async fn a_store_error_while_releasing_is_passed_on() {
     let mut store = MockDedupStore::new();
     store
-        .expect_forget()
+        .expect_release()
         .times(1)
-        .returning(|_| Err(unavailable()));
-    let err = over(store).release(&fingerprint(1)).await.unwrap_err();
+        .returning(|_, _| Err(unavailable()));
+    let err = over(store)
+        .release(&fingerprint(1), at(0))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
 }
 
@@ -222,7 +226,7 @@ fn a_deduplicator_over_a_dyn_store_is_debug_clone_and_its_futures_are_send() {
     // Built, never polled: the mocks have no expectations because nothing is called.
     send(dedup.observe(&signal, &settings, at(0)));
     send(dedup.observe_with(&signal, &config, &clock));
-    send(dedup.release(&signal.fingerprint));
+    send(dedup.release(&signal.fingerprint, at(0)));
     assert!(Arc::ptr_eq(dedup.clone().store(), dedup.store()));
     assert_eq!(format!("{dedup:?}"), "Deduplicator { .. }");
 }
@@ -252,6 +256,21 @@ impl DedupStore for ModelStore {
 
     async fn forget(&self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
         self.windows.lock().unwrap().remove(fingerprint);
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        fingerprint: &Fingerprint,
+        claimed_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut windows = self.windows.lock().unwrap();
+        if windows
+            .get(fingerprint)
+            .is_some_and(|w| w.claimed == Some(claimed_at))
+        {
+            windows.remove(fingerprint);
+        }
         Ok(())
     }
 
@@ -405,15 +424,37 @@ async fn a_ttl_reload_neither_stretches_nor_cuts_an_open_window() {
 async fn a_released_window_lets_the_senders_retry_count_as_new() {
     let dedup = model();
     let a = firing(1);
-    settled(&dedup, &a, &ttl(300), at(0)).await.unwrap();
+    let first = dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
+    assert!(matches!(first, DedupOutcome::New { .. }));
     // Creating the remediation failed; the gateway answered 5xx and releases the window.
-    dedup.release(&a.fingerprint).await.unwrap();
+    dedup.release(&a.fingerprint, at(0)).await.unwrap();
     assert_eq!(
         settled(&dedup, &a, &ttl(300), at(1)).await.unwrap(),
         DedupOutcome::New {
             window_start: at(1)
         }
     );
+}
+
+#[tokio::test]
+async fn a_late_release_never_ends_a_window_someone_else_holds() {
+    let dedup = model();
+    let a = firing(1);
+    // Recorded at 0; the write failed, and so did the release (the store was away).
+    dedup.observe(&a, &ttl(300), at(0)).await.unwrap();
+    // The claim is taken over at 31 s and that occurrence is written and settled.
+    assert_eq!(
+        settled(&dedup, &a, &ttl(300), at(31)).await.unwrap(),
+        DedupOutcome::New {
+            window_start: at(0)
+        }
+    );
+    // The first release, tried again now, names the old claim: nothing happens.
+    dedup.release(&a.fingerprint, at(0)).await.unwrap();
+    assert!(matches!(
+        settled(&dedup, &a, &ttl(300), at(32)).await.unwrap(),
+        DedupOutcome::Duplicate { .. }
+    ));
 }
 
 #[tokio::test]
@@ -483,9 +524,26 @@ proptest! {
                         open = None;
                     }
                     Step::Release { gap_ms } => {
+                        // An occurrence whose remediation could not be written: a first one is
+                        // released (never settled); a duplicate has nothing to release.
                         now = now + Duration::from_millis(gap_ms);
-                        dedup.release(&a.fingerprint).await.unwrap();
-                        open = None;
+                        let outcome = dedup.observe(&a, &ttl(60), now).await.unwrap();
+                        match open {
+                            Some((start, window_ttl, count))
+                                if now.saturating_since(start) < window_ttl =>
+                            {
+                                prop_assert_eq!(
+                                    outcome,
+                                    DedupOutcome::Duplicate { window_start: start, count: count + 1 }
+                                );
+                                open = Some((start, window_ttl, count + 1));
+                            }
+                            _ => {
+                                prop_assert_eq!(outcome, DedupOutcome::New { window_start: now });
+                                dedup.release(&a.fingerprint, now).await.unwrap();
+                                open = None;
+                            }
+                        }
                     }
                 }
             }
