@@ -25,6 +25,8 @@
 # Installs wrk from Debian when missing (Debian has no wrk2: the fixed rate is wrk's delay()).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091 # stop, free_port
+. scripts/lib/processes.sh
 
 seconds=10
 connections=32
@@ -93,27 +95,12 @@ fi
 work=$(mktemp -d /dev/shm/bench-load.XXXXXX)
 [ -n "$out" ] || { mkdir -p target/bench-load; out=target/bench-load/$(date -u +%Y%m%dT%H%M%SZ).md; }
 gateway_pid="" am_pid="" redis_pid="" reload_pid="" wrk_pid=""
-stop() { # PID: TERM, then KILL after 10 s
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   for pid in "$wrk_pid" "$reload_pid" "$gateway_pid" "$am_pid" "$redis_pid"; do stop "$pid"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-free_port() { # a loopback port nobody listens on
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 gport=$(free_port); aport=$(free_port); rport=$(free_port)
 gateway_url="http://127.0.0.1:$gport"
 am_url="http://127.0.0.1:$aport"

@@ -30,6 +30,8 @@
 # removed at exit, and every process started here is stopped at exit; each step has a time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091 # stop, free_port
+. scripts/lib/processes.sh
 
 alerts=20000
 storm=10000
@@ -76,14 +78,6 @@ bin=target/release/gateway
 shm=/dev/shm; [ -d "$shm" ] && [ -w "$shm" ] || shm=${TMPDIR:-/tmp}
 work=$(mktemp -d "$shm/redis-sizing.XXXXXX")
 redis_pid="" gateway_pid="" monitor_pid=""
-stop() { # PID: TERM, then KILL after 10 s
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   for pid in "$monitor_pid" "$gateway_pid" "$redis_pid"; do stop "$pid"; done
   rm -rf "$work"
@@ -92,13 +86,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { # a loopback port nobody listens on
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 rport=$(free_port)
 gport=$(free_port)
 while [ "$gport" = "$rport" ]; do gport=$(free_port); done
