@@ -484,6 +484,35 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// The model's window, kept independently of `DedupWindow`: (start, ttl, count).
+type Open = Option<(Timestamp, Duration, u64)>;
+
+/// Checks an occurrence's `outcome` at `now` against the model (`ttl` if it opens a window):
+/// the window after it, and whether the occurrence was new.
+fn expect_occurrence(
+    open: Open,
+    now: Timestamp,
+    ttl: Duration,
+    outcome: DedupOutcome,
+) -> Result<(Open, bool), TestCaseError> {
+    match open {
+        Some((start, window_ttl, count)) if now.saturating_since(start) < window_ttl => {
+            prop_assert_eq!(
+                outcome,
+                DedupOutcome::Duplicate {
+                    window_start: start,
+                    count: count + 1
+                }
+            );
+            Ok((Some((start, window_ttl, count + 1)), false))
+        }
+        _ => {
+            prop_assert_eq!(outcome, DedupOutcome::New { window_start: now });
+            Ok((Some((now, ttl, 1)), true))
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn an_occurrence_is_a_duplicate_iff_it_falls_within_its_windows_ttl(
@@ -493,29 +522,15 @@ proptest! {
         runtime.block_on(async {
             let dedup = model();
             let a = firing(1);
-            // The expectation, kept independently of `DedupWindow`: (start, ttl, count).
-            let mut open: Option<(Timestamp, Duration, u64)> = None;
+            let mut open: Open = None;
             let mut now = at(0);
             for step in steps {
                 match step {
                     Step::Fire { gap_ms, ttl_secs } => {
                         now = now + Duration::from_millis(gap_ms);
                         let outcome = settled(&dedup, &a, &ttl(ttl_secs), now).await.unwrap();
-                        match open {
-                            Some((start, window_ttl, count))
-                                if now.saturating_since(start) < window_ttl =>
-                            {
-                                prop_assert_eq!(
-                                    outcome,
-                                    DedupOutcome::Duplicate { window_start: start, count: count + 1 }
-                                );
-                                open = Some((start, window_ttl, count + 1));
-                            }
-                            _ => {
-                                prop_assert_eq!(outcome, DedupOutcome::New { window_start: now });
-                                open = Some((now, Duration::from_secs(ttl_secs), 1));
-                            }
-                        }
+                        let ttl = Duration::from_secs(ttl_secs);
+                        open = expect_occurrence(open, now, ttl, outcome)?.0;
                     }
                     Step::Resolve { gap_ms } => {
                         now = now + Duration::from_millis(gap_ms);
@@ -528,21 +543,12 @@ proptest! {
                         // released (never settled); a duplicate has nothing to release.
                         now = now + Duration::from_millis(gap_ms);
                         let outcome = dedup.observe(&a, &ttl(60), now).await.unwrap();
-                        match open {
-                            Some((start, window_ttl, count))
-                                if now.saturating_since(start) < window_ttl =>
-                            {
-                                prop_assert_eq!(
-                                    outcome,
-                                    DedupOutcome::Duplicate { window_start: start, count: count + 1 }
-                                );
-                                open = Some((start, window_ttl, count + 1));
-                            }
-                            _ => {
-                                prop_assert_eq!(outcome, DedupOutcome::New { window_start: now });
-                                dedup.release(&a.fingerprint, now).await.unwrap();
-                                open = None;
-                            }
+                        let ttl = Duration::from_secs(60);
+                        let (after, new) = expect_occurrence(open, now, ttl, outcome)?;
+                        open = after;
+                        if new {
+                            dedup.release(&a.fingerprint, now).await.unwrap();
+                            open = None;
                         }
                     }
                 }
