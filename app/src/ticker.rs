@@ -119,7 +119,9 @@ impl Ticker {
                 writes = n,
                 "recovered writes a previous process left pending: making them"
             ),
-            Err(e) => tracing::warn!(
+            // Info, not a warning: at start Redis is commonly still connecting (its own
+            // unavailability is logged and gauged by the store).
+            Err(e) => tracing::info!(
                 error = %e,
                 "cannot read the pending writes a previous process left yet; trying again next round"
             ),
