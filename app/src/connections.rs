@@ -3,7 +3,9 @@
 //!
 //! At the limit a new connection takes the place of the open connection idle longest (no
 //! request in flight: a slow-loris connection still sending headers, or an idle keep-alive
-//! one), which is closed — nothing is lost, no request was in it. Only when every connection
+//! one), which is closed — nothing is lost, no request was in it. Before choosing, the accept
+//! loop yields once, so a connection whose request has arrived but was not read yet (its task
+//! not polled: a health check just ahead of a burst of connections) reads as busy, not idle. Only when every connection
 //! has a request in flight is the new one answered `503` and closed at once. Since the signal
 //! endpoints shed load below the connection limit (`--max-concurrent-requests` <
 //! `--max-connections`), a connection is always idle, so health checks always get in, and the
@@ -279,7 +281,15 @@ pub async fn accept<T>(
             said = &mut stop => return (open, said),
             Some(_) = open.tasks.join_next(), if !open.tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => open.admit(stream, peer, &app, &http, limits, tls.as_ref()),
+                Ok((stream, peer)) => {
+                    if open.shared.table().open.len() >= limits.max {
+                        // Room is made by closing an idle connection. One accepted just before
+                        // may hold a request its task has not read yet (a health check ahead of
+                        // a burst): every ready task gets a turn first, so it reads as busy.
+                        tokio::task::yield_now().await;
+                    }
+                    open.admit(stream, peer, &app, &http, limits, tls.as_ref());
+                }
                 Err(e) => {
                     // Out of file descriptors (another part of the process holds them): back
                     // off rather than spin; the connections open now still close in time.
