@@ -259,13 +259,6 @@ impl Gateway {
         }
     }
 
-    /// Queues again the writes a previous process left in the outbox (at start-up, before
-    /// serving), saying how many; when the state backend does not answer yet, every background
-    /// round tries again until it does.
-    pub async fn recover_logged(&self) {
-        self.ticker.recover_logged().await;
-    }
-
     /// Background writes given up for good, oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.dead_letters.list()

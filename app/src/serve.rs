@@ -365,9 +365,8 @@ pub async fn serve(
         .map(|files| Tls::load(files, gateway.metrics().clone()))
         .transpose()?;
     let _reloading = tls.as_ref().map(Tls::watch);
-    // What a previous process left pending; if the state backend does not answer yet (Redis
-    // connecting), every background round tries again until it does.
-    gateway.recover_logged().await;
+    // What a previous process left pending is read by the background rounds (the first runs at
+    // once), again every round until the state backend answers (Redis connects meanwhile).
     let app = router(state, &limits.request);
     let ticker = tokio::spawn({
         let round = gateway.clone();

@@ -103,7 +103,7 @@ impl Ticker {
 
     /// Queues again what a previous process left in the outbox; how many writes. Once it has
     /// succeeded, rounds stop trying.
-    pub async fn recover(&self) -> Result<usize, gateway_ports::StoreError> {
+    async fn recover(&self) -> Result<usize, gateway_ports::StoreError> {
         let recovered = self.backlog.pending.recover().await?;
         self.recovered
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -111,8 +111,9 @@ impl Ticker {
         Ok(recovered)
     }
 
-    /// [`Ticker::recover`], its outcome logged: at start, and in every round until it succeeds.
-    pub async fn recover_logged(&self) {
+    /// [`Ticker::recover`], its outcome logged: in every round until it succeeds (the first
+    /// round runs at start).
+    async fn recover_logged(&self) {
         match self.recover().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
